@@ -1,0 +1,166 @@
+import { StoreUnavailableError } from '../errors.js'
+import type { Store, StoreEntry } from './types.js'
+
+export interface StoreFacadeHooks {
+  onError(error: StoreUnavailableError): void
+  onDegraded(error: StoreUnavailableError): void
+  onRecovered(): void
+  now(): number
+  setTimer(fn: () => void, ms: number): unknown
+  clearTimer(handle: unknown): void
+}
+
+const PROBE_KEY = '\u0000stockcast-probe'
+
+/**
+ * Every L2 call goes through here. A failure is reported (error, then degraded once), the call answers as a miss,
+ * and L2 is left alone until a background probe succeeds (recovered). Keys whose write or delete failed are
+ * remembered ("debt"): they are never read from L2 and are deleted there before L2 is used again, so an old
+ * entry cannot come back after an outage.
+ */
+export class StoreFacade {
+  readonly #store: Store
+  readonly #hooks: StoreFacadeHooks
+  readonly #retryMs: number
+  #degraded = false
+  #retryTimer: unknown = undefined
+  #attempt = 0
+  readonly #debt = new Set<string>()
+  #closed = false
+  hits = 0
+  misses = 0
+  errors = 0
+
+  constructor(store: Store, hooks: StoreFacadeHooks, retryMs: number) {
+    this.#store = store
+    this.#hooks = hooks
+    this.#retryMs = retryMs
+  }
+
+  get degraded(): boolean {
+    return this.#degraded
+  }
+
+  get debt(): number {
+    return this.#debt.size
+  }
+
+  async getMany(keys: readonly string[]): Promise<Map<string, StoreEntry>> {
+    if (this.#degraded || keys.length === 0) {
+      this.misses += keys.length
+      return new Map()
+    }
+    try {
+      const found = await this.#store.getMany(keys)
+      for (const k of this.#debt) found.delete(k)
+      this.hits += found.size
+      this.misses += keys.length - found.size
+      return found
+    } catch (cause) {
+      this.#fail('getMany', cause, [])
+      this.misses += keys.length
+      return new Map()
+    }
+  }
+
+  async setMany(entries: ReadonlyArray<readonly [string, StoreEntry]>): Promise<void> {
+    if (entries.length === 0) return
+    if (this.#degraded) {
+      for (const [k] of entries) this.#debt.add(k)
+      return
+    }
+    try {
+      await this.#store.setMany(entries)
+      for (const [k] of entries) this.#debt.delete(k)
+    } catch (cause) {
+      this.#fail(
+        'setMany',
+        cause,
+        entries.map(([k]) => k),
+      )
+    }
+  }
+
+  async deleteMany(keys: readonly string[]): Promise<void> {
+    if (keys.length === 0) return
+    if (this.#degraded) {
+      for (const k of keys) this.#debt.add(k)
+      return
+    }
+    try {
+      await this.#store.deleteMany(keys)
+    } catch (cause) {
+      this.#fail('deleteMany', cause, keys)
+    }
+  }
+
+  /** Direct calls that must not be swallowed (clear, close). */
+  async clear(): Promise<void> {
+    try {
+      await this.#store.clear()
+      this.#debt.clear()
+    } catch (cause) {
+      throw new StoreUnavailableError(`L2 store clear() failed: ${messageOf(cause)}`, { tier: 'l2', cause })
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true
+    if (this.#retryTimer !== undefined) this.#hooks.clearTimer(this.#retryTimer)
+    this.#retryTimer = undefined
+    await this.#store.close()
+  }
+
+  #fail(op: string, cause: unknown, failedKeys: readonly string[]): void {
+    for (const k of failedKeys) this.#debt.add(k)
+    this.errors++
+    const error = new StoreUnavailableError(
+      `L2 store ${op}() failed: ${messageOf(cause)}; reads fall through to the sources until it recovers`,
+      { tier: 'l2', cause },
+    )
+    this.#hooks.onError(error)
+    if (!this.#degraded) {
+      this.#degraded = true
+      this.#attempt = 0
+      this.#hooks.onDegraded(error)
+      this.#scheduleProbe()
+    }
+  }
+
+  #scheduleProbe(): void {
+    if (this.#closed) return
+    const delay = Math.min(this.#retryMs * 2 ** this.#attempt, 30_000)
+    this.#attempt++
+    this.#retryTimer = this.#hooks.setTimer(() => {
+      this.#retryTimer = undefined
+      void this.probe()
+    }, delay)
+  }
+
+  /** Try L2 once: settle the debt, then leave degraded mode. Returns true when L2 is usable again. */
+  async probe(): Promise<boolean> {
+    if (!this.#degraded) return true
+    try {
+      await this.#store.getMany([PROBE_KEY])
+      if (this.#debt.size > 0) {
+        const keys = [...this.#debt]
+        await this.#store.deleteMany(keys)
+        for (const k of keys) this.#debt.delete(k)
+      }
+      this.#degraded = false
+      this.#hooks.onRecovered()
+      return true
+    } catch (cause) {
+      this.errors++
+      this.#hooks.onError(
+        new StoreUnavailableError(`L2 store still unavailable: ${messageOf(cause)}`, { tier: 'l2', cause }),
+      )
+      this.#scheduleProbe()
+      return false
+    }
+  }
+}
+
+export function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e)
+}

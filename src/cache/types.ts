@@ -1,0 +1,72 @@
+import type { FlowRow, MovementRow, Projection } from '../projection/types.js'
+
+/** A projection as the cache serves it: the calculator's output plus where it stands. Frozen. */
+export interface StockProjection extends Projection {
+  /** The cache key: the product, or `product` + U+001F + `location`. */
+  key: string
+  product: string
+  /** The location, or null for a product without locations and for the all-locations roll-up. */
+  location: string | null
+  /** The highest mark version this projection reflects (0 when none was ever marked). */
+  version: number
+  /** Epoch ms when it was computed from the sources. */
+  computedAt: number
+  /** True only when served under `allowStale` or stale-if-error: it may miss a committed change. */
+  stale: boolean
+}
+
+/** One L2 entry. */
+export interface StoreEntry {
+  value: StockProjection
+  version: number
+  computedAt: number
+}
+
+/**
+ * The shared store (L2). Small on purpose: an SQL table, Redis or memory implement it.
+ * Stores read and clear only keys under their own prefix.
+ */
+export interface Store {
+  /** Entries for the keys that exist (missing keys are absent from the map). */
+  getMany(keys: readonly string[]): Promise<Map<string, StoreEntry>>
+  /** Write entries; an entry never replaces one with a higher version. */
+  setMany(entries: ReadonlyArray<readonly [key: string, entry: StoreEntry]>): Promise<void>
+  /** Delete these keys. */
+  deleteMany(keys: readonly string[]): Promise<void>
+  /** Delete every key of this store (its prefix only). */
+  clear(): Promise<void>
+  /** Release connections or timers the store owns. */
+  close(): Promise<void>
+  /** What the store can do. @default { shared: false } */
+  readonly capabilities?: StoreCapabilities
+}
+
+export interface StoreCapabilities {
+  /** Other processes see its writes (SQL, Redis). @default false */
+  shared?: boolean
+}
+
+/** What a reader returns for one product: the rows of every source it read (aggregated by day is best). */
+export interface SourceInputs {
+  onHand: MovementRow[]
+  supply: FlowRow[]
+  demand: FlowRow[]
+}
+
+export interface ReadOptions {
+  /** Read only these sources (ids from the schema); absent means all. */
+  sources?: readonly string[]
+}
+
+/**
+ * L3: reads the source tables for a batch of products, one set-based query per source.
+ * Products with no rows may be absent from the map. Rows carry `source` (the schema source id).
+ */
+export interface SourceReader {
+  /** Rows for a batch of products. */
+  read(products: readonly string[], options?: ReadOptions): Promise<Map<string, SourceInputs>>
+  /** Every product the sources know (for `rebuildAll` and `validate`). */
+  products?(): Promise<string[]>
+  /** Release what the reader owns. */
+  close?(): Promise<void>
+}

@@ -1,0 +1,90 @@
+// The single public entry of stockcast: every export is named here (types apart from values).
+
+export type { MemoryStoreOptions } from './cache/memory-store.js'
+export { memoryStore } from './cache/memory-store.js'
+export type {
+  ReadOptions,
+  SourceInputs,
+  SourceReader,
+  StockProjection,
+  Store,
+  StoreCapabilities,
+  StoreEntry,
+} from './cache/types.js'
+export type { ErrorContext } from './errors.js'
+export {
+  ClosedError,
+  ConfigError,
+  errors,
+  InvalidInputError,
+  LockTimeoutError,
+  SourceUnavailableError,
+  StockcastError,
+  StoreUnavailableError,
+  WaitTimeoutError,
+} from './errors.js'
+export type { AfterCommitTransaction } from './invalidation/scope.js'
+export { TransactionScope } from './invalidation/scope.js'
+
+export type { MetricsSnapshot } from './ops/metrics.js'
+export type {
+  Availability,
+  AvailabilityOptions,
+  AvailabilityRule,
+  DateString,
+  DecimalInput,
+  FlowRow,
+  LaterFlow,
+  MovementRow,
+  Projection,
+  ProjectionDay,
+  ProjectionInputs,
+  ProjectionOptions,
+  StockStatus,
+} from './projection/index.js'
+export { availabilityDate, projectStock, todayIn } from './projection/index.js'
+export { KEY_SEPARATOR, keyOf, parseKey } from './stock/keys.js'
+export type {
+  MemorySource,
+  MemorySourceData,
+  MemorySourceOptions,
+  MemoryTransaction,
+  Row,
+} from './stock/memory-source.js'
+export { memorySource } from './stock/memory-source.js'
+export type {
+  Clock,
+  DistributedLock,
+  InvalidationBus,
+  InvalidationMessage,
+  MemoryTierOptions,
+  StockCacheOptions,
+  Timers,
+} from './stock/options.js'
+export type {
+  RelatedDeclaration,
+  RelatedSource,
+  SourceDeclaration,
+  SourceKind,
+  StockSchema,
+  StockSchemaDeclaration,
+  StockSource,
+} from './stock/schema.js'
+export { defineStockSchema, isSafeIdentifier } from './stock/schema.js'
+export type {
+  ErrorEvent,
+  GetOptions,
+  MarkOptions,
+  MarkReason,
+  RebuildProgress,
+  RebuildReport,
+  StockCache,
+  StockCacheEvents,
+  StockCacheStatus,
+  StockoutEvent,
+  UpdatedEvent,
+  ValidateOptions,
+  ValidationMismatch,
+  ValidationReport,
+} from './stock/stock-cache.js'
+export { createStockCache, firstDifference } from './stock/stock-cache.js'

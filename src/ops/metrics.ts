@@ -1,0 +1,98 @@
+/** Counters since the cache was created. */
+export interface MetricsSnapshot {
+  /** Reads answered from L1. */
+  l1Hits: number
+  /** Reads that missed L1 (absent, expired or out of date). */
+  l1Misses: number
+  l2Hits: number
+  l2Misses: number
+  /** L2 calls that failed. */
+  l2Errors: number
+  /** Products recomputed from the sources (each counts once per batch). */
+  recomputes: number
+  /** Keys (products, locations, roll-ups) computed. */
+  keysComputed: number
+  /** Reader calls. */
+  reads: number
+  /** Reader calls that read only the changed sources. */
+  selectiveReads: number
+  /** Reads of touched products inside disableCacheTemporarily (straight from the sources, not cached). */
+  directReads: number
+  /** Products marked (after commit). */
+  marks: number
+  /** Marks held in transaction scopes. */
+  marksHeld: number
+  /** Marks that found their product already dirty (coalesced into one recompute). */
+  marksCoalesced: number
+  /** Products that went from clean to dirty. */
+  dirtyAdded: number
+  /** Background flushes. */
+  flushes: number
+  /** Reads that waited for a recompute already running. */
+  joinedRecomputes: number
+  /** Recomputes that finished but left the product dirty because a mark arrived while they read. */
+  racesKeptDirty: number
+  /** Lock acquisitions that had to wait. */
+  lockWaits: number
+  lockTimeouts: number
+  /** Reader failures. */
+  sourceErrors: number
+  /** Products whose source rows were invalid. */
+  invalidInputs: number
+  /** Values served flagged stale under allowStale. */
+  staleServed: number
+  /** Values served flagged stale because the sources failed (stale-if-error). */
+  staleIfError: number
+  degraded: number
+  recovered: number
+  /** Errors reported through the 'error' event. */
+  errors: number
+  bulkBlocks: number
+  bulkRebuilds: number
+  rebuilds: number
+  validations: number
+  mismatches: number
+}
+
+type Local = Omit<MetricsSnapshot, 'l2Hits' | 'l2Misses' | 'l2Errors' | 'lockWaits'>
+type CounterName = { [K in keyof Local]: Local[K] extends number ? K : never }[keyof Local]
+
+/** @internal plain counters (fields, not a Map: they sit on the read path). */
+export class Metrics implements Local {
+  l1Hits = 0
+  l1Misses = 0
+  recomputes = 0
+  keysComputed = 0
+  reads = 0
+  selectiveReads = 0
+  directReads = 0
+  marks = 0
+  marksHeld = 0
+  marksCoalesced = 0
+  dirtyAdded = 0
+  flushes = 0
+  joinedRecomputes = 0
+  racesKeptDirty = 0
+  lockTimeouts = 0
+  sourceErrors = 0
+  invalidInputs = 0
+  staleServed = 0
+  staleIfError = 0
+  degraded = 0
+  recovered = 0
+  errors = 0
+  bulkBlocks = 0
+  bulkRebuilds = 0
+  rebuilds = 0
+  validations = 0
+  mismatches = 0
+
+  count(name: CounterName, n = 1): void {
+    this[name] += n
+  }
+
+  snapshot(extra: Pick<MetricsSnapshot, 'l2Hits' | 'l2Misses' | 'l2Errors' | 'lockWaits'>): MetricsSnapshot {
+    const { count: _c, snapshot: _s, ...counters } = this as unknown as Record<string, unknown>
+    return { ...(counters as unknown as Local), ...extra }
+  }
+}

@@ -1,0 +1,8 @@
+export { availabilityDate } from './availability.js'
+export type { DateContext, ZonedToday } from './dates.js'
+export { assertTimeZone, formatDate, parseDate, todayIn } from './dates.js'
+export type { DecimalContext } from './decimal.js'
+export { formatDecimal, MAX_EXACT_SCALED, parseDecimal, scaleFactor, toNumber } from './decimal.js'
+export type { ResolvedProjectionOptions } from './project.js'
+export { MAX_HORIZON_DAYS, projectStock, resolveProjectionOptions } from './project.js'
+export type * from './types.js'

@@ -1,0 +1,206 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import type { StockProjection, Store, StoreEntry } from '../../src/index.js'
+
+export interface StoreConformanceOptions {
+  /** Suite title. @default 'Store conformance' */
+  name?: string
+  /** The factory honours `{ prefix }` and `clear()` removes only keys under its own prefix. @default true */
+  prefixIsolation?: boolean
+  /** Two stores from the factory (same prefix) see each other's writes (SQL, Redis). @default false */
+  shared?: boolean
+}
+
+export type MakeStore = (options: { prefix: string }) => Store | Promise<Store>
+
+/** A projection-shaped value with every kind of field a store must round-trip. */
+export function sampleProjection(key: string, version: number, closing = 10): StockProjection {
+  const days = Array.from({ length: 29 }, (_, i) => ({
+    date: `2026-12-${String((i % 28) + 1).padStart(2, '0')}`,
+    opening: closing,
+    movements: 0,
+    supply: 0.125,
+    demand: 1.5,
+    closing: closing - i,
+    closingWithPending: closing - i - 0.001,
+  }))
+  return {
+    key,
+    product: key.split('\u001f')[0]!,
+    location: key.includes('\u001f') ? key.split('\u001f')[1]! : null,
+    version,
+    computedAt: 1_790_000_000_000 + version,
+    stale: false,
+    today: '2026-12-01',
+    timeZone: 'America/Sao_Paulo',
+    horizonDays: 29,
+    scale: 3,
+    stockToday: closing,
+    supplyToday: 0.125,
+    demandToday: 1.5,
+    overdueSupply: 0,
+    overdueDemand: -0,
+    days,
+    minClosing7d: closing - 7,
+    minClosing7dDate: '2026-12-08',
+    firstStockoutDate: null,
+    daysOfCover: null,
+    status: 'OK',
+    safetyStock: 0,
+    stockoutThreshold: 0,
+    later: [{ date: '2027-02-01', net: -3.5, netWithPending: -4 }],
+  }
+}
+
+function entry(key: string, version: number, closing = 10): StoreEntry {
+  const value = sampleProjection(key, version, closing)
+  return { value, version, computedAt: value.computedAt }
+}
+
+/**
+ * The contract every L2 store keeps. Call it from the store's own test file, then add the store's own cases.
+ *
+ * @example
+ * ```ts
+ * runStoreConformance(({ prefix }) => redisStore(redis, { prefix }), { shared: true })
+ * ```
+ */
+export function runStoreConformance(makeStore: MakeStore, options: StoreConformanceOptions = {}): void {
+  const prefixIsolation = options.prefixIsolation ?? true
+  describe(options.name ?? 'Store conformance', () => {
+    const opened: Store[] = []
+    let n = 0
+    const make = async (prefix = `sc-conf-${process.pid}-${Date.now()}-${n++}:`) => {
+      const s = await makeStore({ prefix })
+      opened.push(s)
+      return s
+    }
+    afterEach(async () => {
+      for (const s of opened.splice(0)) {
+        await s.clear().catch(() => {})
+        await s.close().catch(() => {})
+      }
+    })
+
+    it('answers missing keys with an empty map', async () => {
+      const s = await make()
+      const got = await s.getMany(['nope', 'nada'])
+      expect(got.size).toBe(0)
+      expect((await s.getMany([])).size).toBe(0)
+    })
+
+    it('round-trips entries exactly (numbers, nulls, negative zero as 0, nested arrays)', async () => {
+      const s = await make()
+      const a = entry('SKU-1', 3)
+      const b = entry('SKU-2\u001fWH-1', 4, -2.5)
+      await s.setMany([
+        ['SKU-1', a],
+        ['SKU-2\u001fWH-1', b],
+      ])
+      const got = await s.getMany(['SKU-1', 'SKU-2\u001fWH-1', 'SKU-3'])
+      expect([...got.keys()].sort()).toEqual(['SKU-1', 'SKU-2\u001fWH-1'])
+      expect(got.get('SKU-1')!.version).toBe(3)
+      expect(got.get('SKU-1')!.computedAt).toBe(a.computedAt)
+      expect(JSON.parse(JSON.stringify(got.get('SKU-1')!.value))).toEqual(JSON.parse(JSON.stringify(a.value)))
+      expect(got.get('SKU-2\u001fWH-1')!.value.days[5]!.closing).toBe(-7.5)
+      expect(got.get('SKU-2\u001fWH-1')!.value.location).toBe('WH-1')
+      expect(got.get('SKU-2\u001fWH-1')!.value.firstStockoutDate).toBeNull()
+    })
+
+    it('never replaces an entry with a higher version', async () => {
+      const s = await make()
+      await s.setMany([['K', entry('K', 10, 100)]])
+      await s.setMany([['K', entry('K', 9, 1)]])
+      expect((await s.getMany(['K'])).get('K')!.version).toBe(10)
+      expect((await s.getMany(['K'])).get('K')!.value.stockToday).toBe(100)
+      await s.setMany([['K', entry('K', 10, 50)]])
+      expect((await s.getMany(['K'])).get('K')!.value.stockToday).toBe(50)
+      await s.setMany([['K', entry('K', 11, 7)]])
+      expect((await s.getMany(['K'])).get('K')!.version).toBe(11)
+      expect((await s.getMany(['K'])).get('K')!.value.stockToday).toBe(7)
+    })
+
+    it('keeps the highest version when writes race', async () => {
+      const s = await make()
+      const versions = Array.from({ length: 20 }, (_, i) => i + 1).sort(() => Math.random() - 0.5)
+      await Promise.all(versions.map((v) => s.setMany([['RACE', entry('RACE', v, v)]])))
+      const got = (await s.getMany(['RACE'])).get('RACE')!
+      expect(got.version).toBe(20)
+      expect(got.value.stockToday).toBe(20)
+    })
+
+    it('applies a batch with mixed outcomes per key', async () => {
+      const s = await make()
+      await s.setMany([['A', entry('A', 5)]])
+      await s.setMany([
+        ['A', entry('A', 4, 1)],
+        ['B', entry('B', 1, 2)],
+      ])
+      const got = await s.getMany(['A', 'B'])
+      expect(got.get('A')!.version).toBe(5)
+      expect(got.get('B')!.value.stockToday).toBe(2)
+    })
+
+    it('deletes only the keys given', async () => {
+      const s = await make()
+      await s.setMany([
+        ['A', entry('A', 1)],
+        ['B', entry('B', 1)],
+        ['C', entry('C', 1)],
+      ])
+      await s.deleteMany(['A', 'C', 'missing'])
+      expect([...(await s.getMany(['A', 'B', 'C'])).keys()]).toEqual(['B'])
+      await s.deleteMany([])
+      expect((await s.getMany(['B'])).size).toBe(1)
+    })
+
+    it('handles 1 000 keys in one call', async () => {
+      const s = await make()
+      const keys = Array.from({ length: 1000 }, (_, i) => `BULK-${i}`)
+      await s.setMany(keys.map((k, i) => [k, entry(k, i + 1)] as const))
+      const got = await s.getMany(keys)
+      expect(got.size).toBe(1000)
+      expect(got.get('BULK-999')!.version).toBe(1000)
+    })
+
+    it('accepts keys with quotes, unicode and separators', async () => {
+      const s = await make()
+      const keys = ["it's", 'açúcar-\u00e9', 'a:b:c', 'x\u001fy z', '%_*?']
+      await s.setMany(keys.map((k) => [k, entry(k, 1)] as const))
+      const got = await s.getMany(keys)
+      expect([...got.keys()].sort()).toEqual([...keys].sort())
+    })
+
+    it('clear() empties the store', async () => {
+      const s = await make()
+      await s.setMany([['A', entry('A', 1)]])
+      await s.clear()
+      expect((await s.getMany(['A'])).size).toBe(0)
+    })
+
+    if (prefixIsolation) {
+      it('reads and clears only keys under its own prefix', async () => {
+        const one = await make(`iso-a-${process.pid}-${Date.now()}:`)
+        const two = await make(`iso-b-${process.pid}-${Date.now()}:`)
+        await one.setMany([['SAME', entry('SAME', 1, 1)]])
+        await two.setMany([['SAME', entry('SAME', 1, 2)]])
+        expect((await one.getMany(['SAME'])).get('SAME')!.value.stockToday).toBe(1)
+        expect((await two.getMany(['SAME'])).get('SAME')!.value.stockToday).toBe(2)
+        await one.clear()
+        expect((await one.getMany(['SAME'])).size).toBe(0)
+        expect((await two.getMany(['SAME'])).size).toBe(1)
+      })
+    }
+
+    if (options.shared) {
+      it('two instances with one prefix share entries', async () => {
+        const prefix = `shared-${process.pid}-${Date.now()}:`
+        const one = await make(prefix)
+        const two = await make(prefix)
+        await one.setMany([['S', entry('S', 2, 9)]])
+        expect((await two.getMany(['S'])).get('S')!.value.stockToday).toBe(9)
+        await two.setMany([['S', entry('S', 1, 1)]])
+        expect((await one.getMany(['S'])).get('S')!.version).toBe(2)
+      })
+    }
+  })
+}
