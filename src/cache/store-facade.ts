@@ -52,7 +52,7 @@ export class StoreFacade {
     }
     try {
       const found = await this.#store.getMany(keys)
-      for (const k of this.#debt) found.delete(k)
+      if (this.#debt.size > 0) for (const k of found.keys()) if (this.#debt.has(k)) found.delete(k)
       this.hits += found.size
       this.misses += keys.length - found.size
       return found

@@ -242,6 +242,7 @@ class StockCacheImpl implements StockCache {
   readonly #locKeys = new Map<string, Set<string>>()
   readonly #inFlight = new Map<string, { startSeq: number; promise: Promise<BatchResult> }>()
   readonly #projectionOptions: ProjectionOptions
+  #dayOptions: ProjectionOptions = {}
   readonly #sourceIds: Set<string>
   readonly #origin = Math.random().toString(36).slice(2)
   #seq = 0
@@ -963,7 +964,9 @@ class StockCacheImpl implements StockCache {
     requestedLocation: string | null,
   ): Map<string, StockProjection> {
     const out = new Map<string, StockProjection>()
-    const opts = { ...this.#projectionOptions, today }
+    // One options object per day: the calculator resolves a given options object once.
+    if (this.#dayOptions.today !== today) this.#dayOptions = { ...this.#projectionOptions, today }
+    const opts = this.#dayOptions
     const wrap = (key: string, location: string | null, p: Projection): StockProjection =>
       Object.freeze({ ...p, key, product, location, version, computedAt, stale: false })
     const attribute = (fn: () => Projection): Projection => {
