@@ -58,6 +58,7 @@ export type {
   InvalidationBus,
   InvalidationMessage,
   MemoryTierOptions,
+  PendingMarks,
   StockCacheOptions,
   Timers,
 } from './stock/options.js'
@@ -73,6 +74,7 @@ export type {
 export { defineStockSchema, isSafeIdentifier } from './stock/schema.js'
 export type {
   ErrorEvent,
+  FlushReport,
   GetOptions,
   MarkOptions,
   MarkReason,

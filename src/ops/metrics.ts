@@ -39,6 +39,10 @@ export interface MetricsSnapshot {
   sourceErrors: number
   /** Products whose source rows were invalid. */
   invalidInputs: number
+  /** Strong reads that asked the mark source. */
+  strongChecks: number
+  /** Products a strong read found with unprocessed marks (and recomputed first). */
+  strongMarks: number
   /** Values served flagged stale under allowStale. */
   staleServed: number
   /** Values served flagged stale because the sources failed (stale-if-error). */
@@ -76,6 +80,8 @@ export class Metrics implements Local {
   lockTimeouts = 0
   sourceErrors = 0
   invalidInputs = 0
+  strongChecks = 0
+  strongMarks = 0
   staleServed = 0
   staleIfError = 0
   degraded = 0

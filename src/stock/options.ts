@@ -35,6 +35,12 @@ export interface InvalidationBus {
   subscribe(handler: (message: InvalidationMessage) => void): Promise<() => Promise<void>>
 }
 
+/** A source of marks that can be asked what is still unprocessed (the SQL adapter's outbox). */
+export interface PendingMarks {
+  /** For each of these products with unprocessed marks, the highest mark version. */
+  pending(products: readonly string[]): Promise<Map<string, number>>
+}
+
 export interface MemoryTierOptions {
   /** Most keys kept in L1. @default 10_000 */
   max?: number
@@ -51,6 +57,8 @@ export interface StockCacheOptions {
   store?: Store
   /** Cross-instance invalidation. @default none */
   bus?: InvalidationBus
+  /** Asked by `get(p, { consistency: 'strong' })` for unprocessed marks. @default none */
+  pendingMarks?: PendingMarks
   /** Cross-instance recompute lock. @default none (in-process locks only) */
   lock?: DistributedLock
   /** IANA zone that decides D0. @default 'UTC' */
@@ -111,6 +119,7 @@ const KNOWN = new Set([
   'store',
   'bus',
   'lock',
+  'pendingMarks',
   'timeZone',
   'horizonDays',
   'scale',
@@ -158,6 +167,9 @@ export function resolveOptions(o: StockCacheOptions): ResolvedOptions {
         throw new ConfigError(`createStockCache: store lacks ${m}()`, { option: 'store' })
       }
     }
+  }
+  if (o.pendingMarks !== undefined && typeof o.pendingMarks?.pending !== 'function') {
+    throw new ConfigError('createStockCache: pendingMarks must have pending(products)', { option: 'pendingMarks' })
   }
   if (o.clock !== undefined && typeof o.clock?.now !== 'function') {
     throw new ConfigError('createStockCache: clock must have now()', { option: 'clock' })

@@ -41,6 +41,20 @@ export interface GetOptions {
   allowStale?: boolean
   /** Wait until the projection reflects the mark with this version token (read-your-writes). */
   atLeast?: number
+  /**
+   * `strong`: first ask the mark source (the SQL adapter's outbox, option `pendingMarks`) whether marks for this
+   * product are still unprocessed, and recompute first if so: no committed write by any writer is missed, for one
+   * round trip. @default 'default' (relies on the listener)
+   */
+  consistency?: 'default' | 'strong'
+}
+
+/** What `flush()` did. */
+export interface FlushReport {
+  /** Products recomputed. */
+  recomputed: number
+  /** Products whose recompute failed: they stay dirty and are retried. */
+  failed: string[]
 }
 
 export interface ValidateOptions {
@@ -157,7 +171,7 @@ export interface StockCache {
   /** A transaction scope for marks: commit makes them pending, rollback drops them. */
   transaction(): TransactionScope
   /** Recompute every pending product now and wait for it. */
-  flush(): Promise<void>
+  flush(): Promise<FlushReport>
   /** While `fn` runs, marks are only collected; when it settles the touched products are recomputed. */
   disableCacheTemporarily<T>(fn: () => Promise<T> | T): Promise<T>
   /** Compare cached values with a fresh computation. */
@@ -266,7 +280,7 @@ class StockCacheImpl implements StockCache {
   #queued: Set<string> | undefined
   #queuedPromise: Promise<BatchResult> | undefined
   #unsubscribe: Promise<() => Promise<void>> | undefined
-  readonly #flushRunner: () => Promise<void>
+  readonly #flushRunner: () => Promise<FlushReport>
 
   constructor(options: StockCacheOptions) {
     this.#o = resolveOptions(options)
@@ -334,10 +348,12 @@ class StockCacheImpl implements StockCache {
     }
     this.#bus = options.bus
     this.#lock = options.lock
+    this.#pendingMarks = options.pendingMarks
   }
 
   readonly #bus: StockCacheOptions['bus']
   readonly #lock: StockCacheOptions['lock']
+  readonly #pendingMarks: StockCacheOptions['pendingMarks']
 
   // ---------------------------------------------------------------- reads
 
@@ -369,6 +385,12 @@ class StockCacheImpl implements StockCache {
     assertLocation(options.location, 'get')
     this.#assertOpen()
     if (options.atLeast !== undefined) await this.#waitForVersion(options.atLeast)
+    if (options.consistency === 'strong') await this.#checkPending([product])
+    else if (options.consistency !== undefined && options.consistency !== 'default') {
+      throw new InvalidInputError(
+        `get: consistency must be 'default' or 'strong', got ${JSON.stringify(options.consistency)}`,
+      )
+    }
     const key = keyOf(product, options.location)
     const today = this.#currentDay()
     if (this.#dirty.has(product)) {
@@ -488,6 +510,32 @@ class StockCacheImpl implements StockCache {
 
   ensureFresh(product: string, location?: string | null): Promise<StockProjection> {
     return this.#getSlow(product, location == null ? {} : { location })
+  }
+
+  /** Strong reads: ask the mark source for unprocessed marks of these products and apply them first. */
+  async #checkPending(products: readonly string[]): Promise<void> {
+    const source = this.#pendingMarks
+    if (source === undefined) {
+      throw new ConfigError(
+        "get: consistency 'strong' needs a mark source: pass createStockCache({ pendingMarks }) (the SQL adapter's change capture)",
+        { option: 'pendingMarks' },
+      )
+    }
+    let pending: Map<string, number>
+    try {
+      pending = await source.pending(products)
+    } catch (cause) {
+      throw new SourceUnavailableError(`strong read: asking the mark source failed: ${messageOf(cause)}`, {
+        tier: 'l3',
+        cause,
+        ...(products.length === 1 ? { productId: products[0]! } : {}),
+      })
+    }
+    this.#m.strongChecks++
+    const marked = [...pending.keys()].filter((p) => products.includes(p))
+    if (marked.length === 0) return
+    this.#m.strongMarks += marked.length
+    for (const p of marked) this.markDirty([p], { version: pending.get(p)!, reason: 'pending marks (strong read)' })
   }
 
   // ---------------------------------------------------------------- marks
@@ -656,19 +704,24 @@ class StockCacheImpl implements StockCache {
     void this.#flushRunner().catch(() => {})
   }
 
-  async #flushPending(): Promise<void> {
-    if (this.#bulkDepth > 0) return
+  async #flushPending(): Promise<FlushReport> {
+    const report: FlushReport = { recomputed: 0, failed: [] }
+    if (this.#bulkDepth > 0) return report
     const products = [...this.#dirty.keys()]
-    if (products.length === 0) return
+    if (products.length === 0) return report
     this.#m.flushes++
-    let failed = false
     for (let i = 0; i < products.length; i += this.#o.batchSize) {
       const chunk = products.slice(i, i + this.#o.batchSize).filter((p) => this.#dirty.has(p))
       if (chunk.length === 0) continue
       const result = await this.#recomputeBatch(chunk, { full: false, requestedLocation: null }).catch(() => undefined)
-      if (result === undefined) failed = true
-      else for (const r of result.values()) if ('error' in r) failed = true
+      if (result === undefined) report.failed.push(...chunk)
+      else
+        for (const [p, r] of result) {
+          if ('error' in r) report.failed.push(p)
+          else report.recomputed++
+        }
     }
+    const failed = report.failed.length > 0
     if (failed && !this.#closed) {
       // Failed products stay dirty; try again later so background freshness recovers on its own.
       const delay = Math.min(this.#o.retryMs * 2 ** this.#retryAttempt, 30_000)
@@ -680,14 +733,16 @@ class StockCacheImpl implements StockCache {
         }, delay)
       }
     } else this.#retryAttempt = 0
+    return report
   }
 
-  async flush(): Promise<void> {
+  async flush(): Promise<FlushReport> {
     this.#clearTimers()
     // Wait for batches already running, then recompute what is still dirty.
     await Promise.allSettled([...this.#inFlight.values()].map((f) => f.promise))
-    await this.#flushRunner()
-    this.#retryAttempt = 0
+    const report = await this.#flushRunner()
+    if (report.failed.length === 0) this.#retryAttempt = 0
+    return report
   }
 
   // ---------------------------------------------------------------- recompute
