@@ -80,12 +80,18 @@ describe('flush() report', () => {
     cache = createStockCache({ schema, reader, debounceMs: 60_000, maxWaitMs: 60_000 })
     cache.on('error', () => {})
     cache.markDirty(['A', 'B'])
-    expect(await cache.flush()).toEqual({ recomputed: 2, failed: [] })
+    expect(await cache.flush()).toEqual({ recomputed: 2, failed: [], deferred: [] })
     fail = true
     cache.markDirty(['C'])
-    expect(await cache.flush()).toEqual({ recomputed: 0, failed: ['C'] })
+    expect(await cache.flush()).toEqual({ recomputed: 0, failed: ['C'], deferred: [] })
     expect(cache.status().dirty).toBe(1)
     fail = false
-    expect(await cache.flush()).toEqual({ recomputed: 1, failed: [] })
+    expect(await cache.flush()).toEqual({ recomputed: 1, failed: [], deferred: [] })
+    const c = cache
+    await c.disableCacheTemporarily(async () => {
+      c.markDirty(['D'])
+      expect(await c.flush()).toEqual({ recomputed: 0, failed: [], deferred: ['D'] })
+    })
+    expect(c.status().dirty).toBe(0)
   })
 })

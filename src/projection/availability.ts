@@ -3,10 +3,8 @@
  */
 import { InvalidInputError } from '../errors.js'
 import { dateError, tryParseDate } from './dates.js'
-import { decimalError, scaledFromOutput, showValue, tryParseDecimal } from './decimal.js'
+import { decimalError, scaledFromOutput, scaleFactor, showValue, tryParseDecimal } from './decimal.js'
 import type { Availability, AvailabilityOptions, AvailabilityRule, DecimalInput, Projection } from './types.js'
-
-const POW10 = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000] as const
 
 let series = new Float64Array(64)
 
@@ -55,8 +53,8 @@ export function availabilityDate(
     })
   }
   const scale = projection.scale
-  const factor = POW10[scale]
-  if (factor === undefined || !Number.isInteger(scale)) throw badProjection('scale', scale)
+  if (!Number.isInteger(scale) || scale < 0 || scale > 9) throw badProjection('scale', scale)
+  const factor = scaleFactor(scale)
   const days = projection.days
   if (!Array.isArray(days) || days.length === 0) throw badProjection('days', days)
   const later = projection.later ?? []

@@ -105,10 +105,7 @@ function resolveFresh(options: ProjectionOptions | undefined): ResolvedProjectio
     if (Number.isNaN(todayDay)) throw dateError(o.today, { field: 'option today', option: 'today' })
   }
   const clock = o.clock ?? Date
-  if (typeof clock !== 'object' && typeof clock !== 'function') {
-    throw optionError('clock', clock, 'an object with a now() method returning epoch milliseconds')
-  }
-  if (clock === null || typeof clock.now !== 'function') {
+  if ((typeof clock !== 'object' && typeof clock !== 'function') || clock === null || typeof clock.now !== 'function') {
     throw optionError('clock', clock, 'an object with a now() method returning epoch milliseconds')
   }
   return Object.freeze({
@@ -127,9 +124,26 @@ function resolveFresh(options: ProjectionOptions | undefined): ResolvedProjectio
   })
 }
 
+function sameOptions(c: CachedOptions, o: ProjectionOptions): boolean {
+  return (
+    c.today === o.today &&
+    c.clock === o.clock &&
+    c.timeZone === o.timeZone &&
+    c.horizonDays === o.horizonDays &&
+    c.scale === o.scale &&
+    c.safetyStock === o.safetyStock &&
+    c.criticalDays === o.criticalDays &&
+    c.stockoutThreshold === o.stockoutThreshold
+  )
+}
+
+/** The last options resolved: also matches a fresh object literal with the same values. */
+let lastOptions: CachedOptions | undefined
+
 /**
  * Checks `options` and fills in the defaults. Every bad option is an InvalidInputError naming it.
- * The result is cached per options object (re-checked field by field, so mutating the object is safe).
+ * Results are cached by value (the last one) and per options object; a hit is re-checked field by field, so
+ * mutating an options object is safe.
  * @example resolveProjectionOptions({ timeZone: 'America/Sao_Paulo' }).horizonDays // 29
  */
 export function resolveProjectionOptions(options?: ProjectionOptions): ResolvedProjectionOptions {
@@ -138,22 +152,13 @@ export function resolveProjectionOptions(options?: ProjectionOptions): ResolvedP
     return defaultResolved
   }
   if (typeof options !== 'object' || options === null) return resolveFresh(options)
-  const c = resolvedCache.get(options)
-  if (
-    c !== undefined &&
-    c.today === options.today &&
-    c.clock === options.clock &&
-    c.timeZone === options.timeZone &&
-    c.horizonDays === options.horizonDays &&
-    c.scale === options.scale &&
-    c.safetyStock === options.safetyStock &&
-    c.criticalDays === options.criticalDays &&
-    c.stockoutThreshold === options.stockoutThreshold
-  ) {
-    return c.resolved
+  if (lastOptions !== undefined && sameOptions(lastOptions, options)) return lastOptions.resolved
+  const cached = resolvedCache.get(options)
+  if (cached !== undefined && sameOptions(cached, options)) {
+    lastOptions = cached
+    return cached.resolved
   }
-  const resolved = resolveFresh(options)
-  resolvedCache.set(options, {
+  const entry: CachedOptions = {
     today: options.today,
     clock: options.clock,
     timeZone: options.timeZone,
@@ -162,9 +167,11 @@ export function resolveProjectionOptions(options?: ProjectionOptions): ResolvedP
     safetyStock: options.safetyStock,
     criticalDays: options.criticalDays,
     stockoutThreshold: options.stockoutThreshold,
-    resolved,
-  })
-  return resolved
+    resolved: resolveFresh(options),
+  }
+  resolvedCache.set(options, entry)
+  lastOptions = entry
+  return entry.resolved
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -207,9 +214,13 @@ let overdueDem = 0
 const LATER_SCAN = 16
 const laterIndex = new Map<number, number>()
 const laterDays: number[] = []
+/** The row's own date string: strict parsing makes it the canonical `YYYY-MM-DD` of that day. */
+const laterDates: string[] = []
 const laterNet: number[] = []
 const laterNetP: number[] = []
 const laterOrder: number[] = []
+/** Slots in use (the arrays keep their capacity between calls). */
+let laterCount = 0
 
 let datesStart = Number.NaN
 let datesCache: string[] = []
@@ -249,8 +260,8 @@ function sourceOf(row: { source?: unknown }): string | undefined {
   return typeof row.source === 'string' ? row.source : undefined
 }
 
-function addLater(day: number, net: number, netP: number): void {
-  const n = laterDays.length
+function addLater(day: number, date: string, net: number, netP: number): void {
+  const n = laterCount
   let idx = -1
   if (n <= LATER_SCAN) {
     for (let i = 0; i < n; i++) {
@@ -264,9 +275,18 @@ function addLater(day: number, net: number, netP: number): void {
   }
   if (idx < 0) {
     idx = n
-    laterDays.push(day)
-    laterNet.push(0)
-    laterNetP.push(0)
+    if (n < laterDays.length) {
+      laterDays[n] = day
+      laterDates[n] = date
+      laterNet[n] = 0
+      laterNetP[n] = 0
+    } else {
+      laterDays.push(day)
+      laterDates.push(date)
+      laterNet.push(0)
+      laterNetP.push(0)
+    }
+    laterCount = n + 1
     if (n === LATER_SCAN) for (let i = 0; i <= n; i++) laterIndex.set(laterDays[i] as number, i)
     else if (n > LATER_SCAN) laterIndex.set(day, idx)
   }
@@ -294,12 +314,12 @@ function readMovements(rows: readonly MovementRow[], d0: number, h: number, fact
     const k = day - d0
     if (k <= 0) stock = add(stock, q)
     else if (k < h) buf[4 * k + MOV] = add(buf[4 * k + MOV] as number, q)
-    else addLater(day, q, q)
+    else addLater(day, date, q, q)
   }
   return stock
 }
 
-/** Adds supply (`sign` 1) or demand (`sign` -1) rows into the buffers. */
+/** Adds supply or demand rows into the buffers (pending ones into the pending net, signed), or into `later`. */
 function readFlows(
   rows: readonly FlowRow[] | undefined,
   kind: 'supply' | 'demand',
@@ -337,7 +357,7 @@ function readFlows(
       buf[at] = add(buf[at] as number, pending && !isSupply ? -q : q)
     } else {
       const signed = isSupply ? q : -q
-      addLater(day, pending ? 0 : signed, signed)
+      addLater(day, row.date, pending ? 0 : signed, signed)
     }
   }
 }
@@ -394,12 +414,8 @@ export function projectStock(inputs: ProjectionInputs, options?: ProjectionOptio
   curScale = scale
   overdueSup = 0
   overdueDem = 0
-  if (laterDays.length > 0) {
-    if (laterDays.length > LATER_SCAN) laterIndex.clear()
-    laterDays.length = 0
-    laterNet.length = 0
-    laterNetP.length = 0
-  }
+  if (laterCount > LATER_SCAN) laterIndex.clear()
+  laterCount = 0
 
   const onHand = inputs.onHand
   let stock: number
@@ -466,32 +482,35 @@ export function projectStock(inputs: ProjectionInputs, options?: ProjectionOptio
   }
 
   let later: readonly LaterFlow[] = EMPTY
-  if (laterDays.length > 0) {
-    // Insertion sort of slot numbers by date: usually a handful, often already in order.
+  if (laterCount > 0) {
+    // Slot numbers by date: insertion sort for the usual handful, the built-in sort beyond.
     const order = laterOrder
-    order.length = 0
-    for (let i = 0; i < laterDays.length; i++) {
-      const day = laterDays[i] as number
-      let j = i
-      while (j > 0 && (laterDays[order[j - 1] as number] as number) > day) {
-        order[j] = order[j - 1] as number
-        j--
+    if (laterCount <= LATER_SCAN) {
+      for (let i = 0; i < laterCount; i++) {
+        const day = laterDays[i] as number
+        let j = i
+        while (j > 0 && (laterDays[order[j - 1] as number] as number) > day) {
+          order[j] = order[j - 1] as number
+          j--
+        }
+        order[j] = i
       }
-      order[j] = i
+    } else {
+      order.length = laterCount
+      for (let i = 0; i < laterCount; i++) order[i] = i
+      order.sort((a, b) => (laterDays[a] as number) - (laterDays[b] as number))
     }
     const list: LaterFlow[] = []
     let p = opening
     let pw = withPending
-    for (let o = 0; o < order.length; o++) {
+    for (let o = 0; o < laterCount; o++) {
       const i = order[o] as number
       const net = laterNet[i] as number
       const netP = laterNetP[i] as number
       // The cumulative series availabilityDate walks must stay exact too.
       p = add(p, net)
       pw = add(pw, netP)
-      list.push(
-        Object.freeze({ date: formatDate(laterDays[i] as number), net: net / factor, netWithPending: netP / factor }),
-      )
+      list.push(Object.freeze({ date: laterDates[i] as string, net: net / factor, netWithPending: netP / factor }))
     }
     later = Object.freeze(list)
   }

@@ -55,6 +55,8 @@ export interface FlushReport {
   recomputed: number
   /** Products whose recompute failed: they stay dirty and are retried. */
   failed: string[]
+  /** Products left dirty because a `disableCacheTemporarily` block is running (recomputed when it settles). */
+  deferred: string[]
 }
 
 export interface ValidateOptions {
@@ -705,8 +707,11 @@ class StockCacheImpl implements StockCache {
   }
 
   async #flushPending(): Promise<FlushReport> {
-    const report: FlushReport = { recomputed: 0, failed: [] }
-    if (this.#bulkDepth > 0) return report
+    const report: FlushReport = { recomputed: 0, failed: [], deferred: [] }
+    if (this.#bulkDepth > 0) {
+      report.deferred = [...this.#dirty.keys()]
+      return report
+    }
     const products = [...this.#dirty.keys()]
     if (products.length === 0) return report
     this.#m.flushes++
