@@ -1,0 +1,70 @@
+import type { PendingMarks, StockCache } from 'stockcast'
+import type { SqlDb } from '../types.js'
+
+export interface SqlChangeCaptureOptions {
+  /** Outbox table (one row per changed product per statement or row). @default 'stockcast_outbox' */
+  outbox?: string
+  /** Prefix of the trigger and function names this adapter creates. @default 'stockcast' */
+  prefix?: string
+  /** Outbox rows claimed per batch. @default 1000 */
+  batchSize?: number
+  /** MySQL/MariaDB: how often the listener polls the outbox, ms. @default 100 */
+  pollMs?: number
+  /** PostgreSQL: a catch-up scan runs this often even without a notification (safety net), ms. @default 5000 */
+  scanMs?: number
+}
+
+/** What `verify()` found: the original system's "verify triggers" command. */
+export interface VerifyReport {
+  /** True when every expected object exists at the expected version and nothing extra is there. */
+  ok: boolean
+  /** The version `install()` recorded, or null when never installed. */
+  installedVersion: number | null
+  /** The version this package installs. */
+  expectedVersion: number
+  /** Expected objects (triggers, functions, tables) that do not exist. */
+  missing: string[]
+  /** Objects with our prefix that this schema would not create (a table removed from the schema). */
+  extra: string[]
+  /** Objects that exist but differ from what this version creates. */
+  outdated: string[]
+}
+
+export interface ListenerStatus {
+  running: boolean
+  /** Outbox rows processed (deleted) since start. */
+  processed: number
+  batches: number
+  /** Age in ms of the oldest outbox row not yet processed, at the last check (0 when empty). */
+  oldestUnprocessedMs: number
+  /** Reconnects after a lost connection (PostgreSQL). */
+  reconnects: number
+  lastError: Error | null
+}
+
+/** A running outbox consumer. */
+export interface OutboxListener {
+  status(): ListenerStatus
+  /** Resolve once the outbox holds no row that was committed before this call (tests, shutdown). */
+  drain(timeoutMs?: number): Promise<void>
+  /** Stop consuming; rows being processed are finished first, unclaimed rows stay for the next consumer. */
+  stop(): Promise<void>
+}
+
+/** Triggers + outbox: captures writes made by any client, in the writer's own transaction. */
+export interface SqlChangeCapture extends PendingMarks {
+  readonly db: SqlDb
+  /** Create (idempotently, with a recorded version) the outbox, the store table's companion objects and triggers. */
+  install(): Promise<void>
+  /** Remove the triggers, functions and the outbox. */
+  uninstall(): Promise<void>
+  /** Missing, extra or outdated objects. */
+  verify(): Promise<VerifyReport>
+  /** Consume the outbox into the cache: mark, recompute, then delete the rows. */
+  listen(cache: StockCache): Promise<OutboxListener>
+  /**
+   * Run a bulk import: `cache.disableCacheTemporarily` around `fn`, with the session `fn` writes through set up so
+   * that the triggers cost little (dialect-specific; see the README).
+   */
+  bulkImport<T>(cache: StockCache, fn: (session: SqlDb) => Promise<T>): Promise<T>
+}

@@ -1,0 +1,100 @@
+import type { SqlDb } from '../types.js'
+
+type MysqlResult = [unknown, unknown]
+
+/** The members of a mysql2/promise connection this adapter calls (typed structurally). */
+export interface MysqlConnectionLike {
+  query(sql: string, values?: unknown[]): Promise<MysqlResult>
+  beginTransaction(): Promise<void>
+  commit(): Promise<void>
+  rollback(): Promise<void>
+  release(): void
+}
+
+/** The members of a mysql2/promise Pool this adapter calls. */
+export interface MysqlPoolLike {
+  query(sql: string, values?: unknown[]): Promise<MysqlResult>
+  getConnection(): Promise<MysqlConnectionLike>
+}
+
+const rowsOf = (result: MysqlResult) => (Array.isArray(result[0]) ? result[0] : []) as never
+const affectedOf = (result: MysqlResult) => ((result[0] as { affectedRows?: number })?.affectedRows ?? 0) as number
+
+function wrapConnection(conn: MysqlConnectionLike): SqlDb {
+  const db: SqlDb = {
+    dialect: 'mysql',
+    driver: 'mysql2',
+    async query(sql, params) {
+      return rowsOf(await conn.query(sql, params as unknown[]))
+    },
+    async execute(sql, params) {
+      return affectedOf(await conn.query(sql, params as unknown[]))
+    },
+    async transaction(fn) {
+      const name = `sc_sp_${Math.random().toString(36).slice(2, 10)}`
+      await conn.query(`SAVEPOINT ${name}`)
+      try {
+        const out = await fn(db)
+        await conn.query(`RELEASE SAVEPOINT ${name}`)
+        return out
+      } catch (e) {
+        await conn.query(`ROLLBACK TO SAVEPOINT ${name}`)
+        throw e
+      }
+    },
+    session: (fn) => fn(db),
+  }
+  return db
+}
+
+/**
+ * A mysql2/promise Pool (or a function returning one) as an `SqlDb`, for MySQL and MariaDB.
+ * Create the pool with `decimalNumbers: false` (the default) so DECIMAL columns arrive as exact strings.
+ *
+ * @example
+ * ```ts
+ * import mysql from 'mysql2/promise'
+ * const db = fromMysql(mysql.createPool({ host: '127.0.0.1', user: 'root', database: 'test' }))
+ * ```
+ */
+export function fromMysql(pool: MysqlPoolLike | (() => MysqlPoolLike)): SqlDb {
+  let resolved: MysqlPoolLike | undefined
+  const get = (): MysqlPoolLike => {
+    resolved ??= typeof pool === 'function' ? pool() : pool
+    return resolved
+  }
+  const withConnection = async <T>(fn: (conn: MysqlConnectionLike) => Promise<T>): Promise<T> => {
+    const conn = await get().getConnection()
+    try {
+      return await fn(conn)
+    } finally {
+      conn.release()
+    }
+  }
+  return {
+    dialect: 'mysql',
+    driver: 'mysql2',
+    async query(sql, params) {
+      return rowsOf(await get().query(sql, params as unknown[]))
+    },
+    async execute(sql, params) {
+      return affectedOf(await get().query(sql, params as unknown[]))
+    },
+    transaction(fn) {
+      return withConnection(async (conn) => {
+        await conn.beginTransaction()
+        try {
+          const out = await fn(wrapConnection(conn))
+          await conn.commit()
+          return out
+        } catch (e) {
+          await conn.rollback().catch(() => {})
+          throw e
+        }
+      })
+    },
+    session(fn) {
+      return withConnection((conn) => fn(wrapConnection(conn)))
+    },
+  }
+}

@@ -1,0 +1,148 @@
+import { SourceUnavailableError } from 'stockcast'
+import type { SqlDb } from '../types.js'
+
+/** The members of a `pg` client this adapter calls (typed structurally: no dependency on `pg`). */
+export interface PgClientLike {
+  query(text: string, values?: unknown[]): Promise<{ rows: Record<string, unknown>[]; rowCount: number | null }>
+  on(event: 'notification', listener: (msg: { channel: string; payload?: string }) => void): unknown
+  on(event: 'error', listener: (err: Error) => void): unknown
+  removeAllListeners?(event?: string): unknown
+  release(err?: boolean | Error): void
+}
+
+/** The members of a `pg` Pool this adapter calls. */
+export interface PgPoolLike {
+  query(text: string, values?: unknown[]): Promise<{ rows: Record<string, unknown>[]; rowCount: number | null }>
+  connect(): Promise<PgClientLike>
+}
+
+function wrapClient(client: PgClientLike, driver: string): SqlDb {
+  const db: SqlDb = {
+    dialect: 'postgres',
+    driver,
+    async query(sql, params) {
+      return (await client.query(sql, params as unknown[])).rows as never
+    },
+    async execute(sql, params) {
+      return (await client.query(sql, params as unknown[])).rowCount ?? 0
+    },
+    async transaction(fn) {
+      // Already on one connection: a nested transaction is a savepoint.
+      const name = `sc_sp_${Math.random().toString(36).slice(2, 10)}`
+      await client.query(`SAVEPOINT ${name}`)
+      try {
+        const out = await fn(db)
+        await client.query(`RELEASE SAVEPOINT ${name}`)
+        return out
+      } catch (e) {
+        await client.query(`ROLLBACK TO SAVEPOINT ${name}`)
+        throw e
+      }
+    },
+    session: (fn) => fn(db),
+  }
+  return db
+}
+
+/**
+ * A `pg` Pool (or a function returning one, called on first use) as an `SqlDb`.
+ *
+ * @example
+ * ```ts
+ * import pg from 'pg'
+ * const db = fromPg(new pg.Pool({ connectionString: process.env.DATABASE_URL }))
+ * ```
+ */
+export function fromPg(pool: PgPoolLike | (() => PgPoolLike)): SqlDb {
+  let resolved: PgPoolLike | undefined
+  const get = (): PgPoolLike => {
+    resolved ??= typeof pool === 'function' ? pool() : pool
+    return resolved
+  }
+  const withClient = async <T>(fn: (client: PgClientLike) => Promise<T>): Promise<T> => {
+    const client = await get().connect()
+    let broken: Error | undefined
+    try {
+      return await fn(client)
+    } catch (e) {
+      // A connection-level failure must not go back into the pool.
+      if (e instanceof Error && /terminat|connection|ECONN|closed/i.test(e.message)) broken = e
+      throw e
+    } finally {
+      client.release(broken ?? false)
+    }
+  }
+  return {
+    dialect: 'postgres',
+    driver: 'pg',
+    async query(sql, params) {
+      return (await get().query(sql, params as unknown[])).rows as never
+    },
+    async execute(sql, params) {
+      return (await get().query(sql, params as unknown[])).rowCount ?? 0
+    },
+    transaction(fn) {
+      return withClient(async (client) => {
+        await client.query('BEGIN')
+        try {
+          const out = await fn(wrapClient(client, 'pg'))
+          await client.query('COMMIT')
+          return out
+        } catch (e) {
+          await client.query('ROLLBACK').catch(() => {})
+          throw e
+        }
+      })
+    },
+    session(fn) {
+      return withClient((client) => fn(wrapClient(client, 'pg')))
+    },
+    async listen(channel, onNotify, onReconnect) {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(channel)) {
+        throw new SourceUnavailableError(`listen: channel ${JSON.stringify(channel)} is not a plain identifier`)
+      }
+      let stopped = false
+      let client: PgClientLike | undefined
+      let retry: ReturnType<typeof setTimeout> | undefined
+      let attempt = 0
+      const connect = async (isReconnect: boolean): Promise<void> => {
+        const c = await get().connect()
+        client = c
+        c.on('notification', (msg) => {
+          if (msg.channel === channel) onNotify(msg.payload ?? '')
+        })
+        c.on('error', () => {
+          // The backend went away (pg_terminate_backend, restart, network): drop it and reconnect.
+          c.removeAllListeners?.('notification')
+          c.release(true)
+          if (client === c) client = undefined
+          schedule()
+        })
+        await c.query(`LISTEN ${channel}`)
+        attempt = 0
+        if (isReconnect) onReconnect?.()
+      }
+      const schedule = () => {
+        if (stopped || retry !== undefined) return
+        const delay = Math.min(100 * 2 ** attempt++, 5000)
+        retry = setTimeout(() => {
+          retry = undefined
+          connect(true).catch(() => schedule())
+        }, delay)
+        retry.unref?.()
+      }
+      await connect(false)
+      return async () => {
+        stopped = true
+        if (retry !== undefined) clearTimeout(retry)
+        const c = client
+        client = undefined
+        if (c) {
+          c.removeAllListeners?.('notification')
+          await c.query(`UNLISTEN ${channel}`).catch(() => {})
+          c.release()
+        }
+      }
+    },
+  }
+}
