@@ -17,7 +17,8 @@ const walk = (v) => {
   else if (v && typeof v === 'object') Object.values(v).forEach(walk)
 }
 walk(pkg.exports)
-for (const p of paths) if (!existsSync(join(root, p))) problems.push(`exports map names ${p}, which the build did not produce`)
+for (const p of paths)
+  if (!existsSync(join(root, p))) problems.push(`exports map names ${p}, which the build did not produce`)
 
 const require = createRequire(import.meta.url)
 for (const [sub, entry] of Object.entries(pkg.exports)) {
@@ -34,7 +35,15 @@ for (const [sub, entry] of Object.entries(pkg.exports)) {
 // Value names listed in src/index.ts `export { ... } from` lines (types are erased and not checked here).
 const index = readFileSync(join(root, 'src/index.ts'), 'utf8')
 const named = [...index.matchAll(/^export \{([^}]*)\} from/gm)].flatMap((m) =>
-  m[1].split(',').map((s) => s.trim().split(/\s+as\s+/).pop()).filter(Boolean),
+  m[1]
+    .split(',')
+    .map((s) =>
+      s
+        .trim()
+        .split(/\s+as\s+/)
+        .pop(),
+    )
+    .filter(Boolean),
 )
 const built = await import(pathToFileURL(join(root, pkg.exports['.'].import.default)).href)
 for (const n of named) if (!(n in built)) problems.push(`src/index.ts exports ${n}, the build does not`)
@@ -43,4 +52,6 @@ if (problems.length > 0) {
   console.error(problems.map((p) => `- ${p}`).join('\n'))
   process.exit(1)
 }
-console.log(`exports ok: ${Object.keys(pkg.exports).length} subpaths, ${named.length} named values, ESM and CommonJS agree`)
+console.log(
+  `exports ok: ${Object.keys(pkg.exports).length} subpaths, ${named.length} named values, ESM and CommonJS agree`,
+)

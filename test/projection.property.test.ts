@@ -141,21 +141,25 @@ describe('availabilityDate matches the naive reference', () => {
       includePending: fc.boolean(),
     })
     fc.assert(
-      fc.property(caseArb, fc.array(fc.tuple(fc.oneof(quantity(10, 0), quantity(3_000)), opts), { minLength: 1, maxLength: 8 }), (c, asks) => {
-        const fast = projectStock(c.inputs, c.options)
-        const naive = naiveProjectStock(c.inputs, c.options)
-        for (const [qty, o] of asks as [DecimalInput, AvailabilityOptions][]) {
-          expect(availabilityDate(fast, qty, o)).toEqual(naiveAvailabilityDate(naive, qty, o))
-        }
-        // Quantities at the exact balances are the edge cases.
-        for (const day of naive.days) {
-          for (const rule of ['promise', 'point'] as const) {
-            expect(availabilityDate(fast, day.closing, { rule })).toEqual(
-              naiveAvailabilityDate(naive, day.closing, { rule }),
-            )
+      fc.property(
+        caseArb,
+        fc.array(fc.tuple(fc.oneof(quantity(10, 0), quantity(3_000)), opts), { minLength: 1, maxLength: 8 }),
+        (c, asks) => {
+          const fast = projectStock(c.inputs, c.options)
+          const naive = naiveProjectStock(c.inputs, c.options)
+          for (const [qty, o] of asks as [DecimalInput, AvailabilityOptions][]) {
+            expect(availabilityDate(fast, qty, o)).toEqual(naiveAvailabilityDate(naive, qty, o))
           }
-        }
-      }),
+          // Quantities at the exact balances are the edge cases.
+          for (const day of naive.days) {
+            for (const rule of ['promise', 'point'] as const) {
+              expect(availabilityDate(fast, day.closing, { rule })).toEqual(
+                naiveAvailabilityDate(naive, day.closing, { rule }),
+              )
+            }
+          }
+        },
+      ),
       { numRuns: RUNS },
     )
   })

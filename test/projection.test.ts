@@ -161,13 +161,29 @@ describe('projectStock: the day series', () => {
     ])
   })
 
-  it('returns frozen objects', () => {
-    const p = projectStock({ onHand: '1', demand: [{ date: d(40), quantity: 1 }] }, { today: D0, horizonDays: 2 })
-    expect(Object.isFrozen(p)).toBe(true)
-    expect(Object.isFrozen(p.days)).toBe(true)
-    expect(Object.isFrozen(p.days[0])).toBe(true)
-    expect(Object.isFrozen(p.later)).toBe(true)
-    expect(Object.isFrozen(p.later[0])).toBe(true)
+  it('sorts many later dates given in any order', () => {
+    const offsets = Array.from({ length: 40 }, (_, i) => 45 - i) // 45, 44, ..., 6
+    const p = projectStock(
+      {
+        onHand: '0',
+        supply: offsets.map((k) => ({ date: d(k), quantity: k })),
+        demand: offsets.map((k) => ({ date: d(k), quantity: '1', pending: true })),
+      },
+      { today: D0, horizonDays: 6 },
+    )
+    expect(p.later.map((l) => l.date)).toEqual(offsets.map((k) => d(k)).reverse())
+    expect(p.later[0]).toEqual({ date: d(6), net: 6, netWithPending: 5 })
+    expect(p.later[39]).toEqual({ date: d(45), net: 45, netWithPending: 44 })
+  })
+
+  it('returns a fresh object per call (the cache deep-freezes what it keeps)', () => {
+    const inputs = { onHand: '1', demand: [{ date: d(40), quantity: 1 }] }
+    const p = projectStock(inputs, { today: D0, horizonDays: 2 })
+    const q = projectStock(inputs, { today: D0, horizonDays: 2 })
+    expect(p).toEqual(q)
+    expect(p).not.toBe(q)
+    expect(p.days).not.toBe(q.days)
+    expect(p.later).not.toBe(q.later)
   })
 })
 

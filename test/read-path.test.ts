@@ -36,6 +36,11 @@ describe('read path', () => {
     expect(cache.peek('A')).toBe(p)
     expect(reader.calls.length).toBe(calls)
     expect(Object.isFrozen(p)).toBe(true)
+    expect(Object.isFrozen(p.days)).toBe(true)
+    expect(Object.isFrozen(p.days[0])).toBe(true)
+    expect(() => {
+      ;(p.days[0] as { closing: number }).closing = 99
+    }).toThrow(TypeError)
   })
 
   it('a committed write makes the next read recompute (never serves the old value)', async () => {
@@ -103,6 +108,7 @@ describe('read path', () => {
     const got = await second.getMany(['P4', 'P0', 'P9'])
     expect([...got.keys()]).toEqual(['P4', 'P0', 'P9'])
     expect(got.get('P4')!.stockToday).toBe(4)
+    expect(Object.isFrozen(got.get('P4')!.days[0])).toBe(true) // values loaded from L2 are frozen too
     expect(reader2.calls).toEqual([{ products: ['P9'] }])
     expect(second.metrics().l2Hits).toBe(2)
     await first.close()

@@ -17,7 +17,13 @@ const schema = defineStockSchema({
   onHand: [{ table: 'stock_movements', product: 'product_code', quantity: 'quantity' }],
   supply: [{ table: 'production_schedule', product: 'product_code', quantity: 'planned_qty', date: 'scheduled_for' }],
   demand: [
-    { table: 'order_lines', product: 'product_code', quantity: 'open_qty', date: 'ship_date', where: 'picking_batch_id IS NULL' },
+    {
+      table: 'order_lines',
+      product: 'product_code',
+      quantity: 'open_qty',
+      date: 'ship_date',
+      where: 'picking_batch_id IS NULL',
+    },
     { table: 'quotations', product: 'product_code', quantity: 'qty', date: 'ship_date', pending: true },
   ],
 })
@@ -42,9 +48,18 @@ let t0 = performance.now()
 for (let i = 0; i < PRODUCTS; i++) {
   db.insert('stock_movements', { product_code: sku(i), quantity: (rnd() * 500).toFixed(3) })
   for (let k = 0; k < 4; k++) {
-    db.insert('order_lines', { product_code: sku(i), open_qty: (rnd() * 80).toFixed(1), ship_date: day(Math.floor(rnd() * 30) - 2) })
+    db.insert('order_lines', {
+      product_code: sku(i),
+      open_qty: (rnd() * 80).toFixed(1),
+      ship_date: day(Math.floor(rnd() * 30) - 2),
+    })
   }
-  if (rnd() < 0.6) db.insert('production_schedule', { product_code: sku(i), planned_qty: (rnd() * 200).toFixed(0), scheduled_for: day(Math.floor(rnd() * 20)) })
+  if (rnd() < 0.6)
+    db.insert('production_schedule', {
+      product_code: sku(i),
+      planned_qty: (rnd() * 200).toFixed(0),
+      scheduled_for: day(Math.floor(rnd() * 20)),
+    })
   if (rnd() < 0.3) db.insert('quotations', { product_code: sku(i), qty: '25', ship_date: day(5) })
 }
 console.log(`seeded ${PRODUCTS} products, ${db.count('order_lines')} order lines in ${ms(t0)}`)
@@ -113,7 +128,9 @@ console.log(`bulk import of ${BULK} movements inside disableCacheTemporarily (wi
 
 t0 = performance.now()
 const report = await cache.validate({ sample: 500 })
-console.log(`validate (500 sampled products): ${report.checked} checked, ${report.mismatches.length} mismatches in ${ms(t0)}`)
+console.log(
+  `validate (500 sampled products): ${report.checked} checked, ${report.mismatches.length} mismatches in ${ms(t0)}`,
+)
 if (report.mismatches.length > 0) process.exitCode = 1
 
 const m = cache.metrics()

@@ -461,17 +461,15 @@ export function projectStock(inputs: ProjectionInputs, options?: ProjectionOptio
         withPendingOut = next === closing ? closingOut : next / factor
       }
     }
-    days.push(
-      Object.freeze({
-        date: dates[k] as string,
-        opening: openingOut,
-        movements: m === 0 ? 0 : m / factor,
-        supply: s === 0 ? 0 : s / factor,
-        demand: d === 0 ? 0 : d / factor,
-        closing: closingOut,
-        closingWithPending: withPendingOut,
-      }),
-    )
+    days.push({
+      date: dates[k] as string,
+      opening: openingOut,
+      movements: m === 0 ? 0 : m / factor,
+      supply: s === 0 ? 0 : s / factor,
+      demand: d === 0 ? 0 : d / factor,
+      closing: closingOut,
+      closingWithPending: withPendingOut,
+    })
     if (k === 0 || (k <= minWindow && closing < min7)) {
       min7 = closing
       min7Index = k
@@ -510,9 +508,9 @@ export function projectStock(inputs: ProjectionInputs, options?: ProjectionOptio
       // The cumulative series availabilityDate walks must stay exact too.
       p = add(p, net)
       pw = add(pw, netP)
-      list.push(Object.freeze({ date: laterDates[i] as string, net: net / factor, netWithPending: netP / factor }))
+      list.push({ date: laterDates[i] as string, net: net / factor, netWithPending: netP / factor })
     }
-    later = Object.freeze(list)
+    later = list
   }
 
   const criticalWindow = Math.min(r.criticalDays, h - 1)
@@ -520,7 +518,8 @@ export function projectStock(inputs: ProjectionInputs, options?: ProjectionOptio
   if (stockoutIndex >= 0 && stockoutIndex <= criticalWindow) status = 'CRITICAL'
   else if (stockoutIndex >= 0 || min7 < r.safetyStockScaled) status = 'ATTENTION'
 
-  return Object.freeze({
+  // Not frozen here: freezing 29 day objects costs more than computing them. The cache deep-freezes what it keeps.
+  return {
     today: todayStr,
     timeZone: r.timeZone,
     horizonDays: h,
@@ -530,7 +529,7 @@ export function projectStock(inputs: ProjectionInputs, options?: ProjectionOptio
     demandToday: (buf[DEM] as number) / factor,
     overdueSupply: overdueSup / factor,
     overdueDemand: overdueDem / factor,
-    days: Object.freeze(days),
+    days,
     minClosing7d: min7 / factor,
     minClosing7dDate: dates[min7Index] as string,
     firstStockoutDate: stockoutIndex < 0 ? null : (dates[stockoutIndex] as string),
@@ -539,7 +538,7 @@ export function projectStock(inputs: ProjectionInputs, options?: ProjectionOptio
     safetyStock: r.safetyStock,
     stockoutThreshold: r.stockoutThreshold,
     later,
-  })
+  }
 }
 
 const EMPTY: readonly LaterFlow[] = Object.freeze([])

@@ -424,7 +424,7 @@ class StockCacheImpl implements StockCache {
       const found = await this.#l2.getMany([key])
       const entry = found.get(key)
       if (entry !== undefined && entry.value.today === today.date && !this.#dirty.has(product)) {
-        this.#setL1(key, entry.value)
+        this.#setL1(key, freezeProjection(entry.value))
         return entry.value
       }
     }
@@ -472,7 +472,7 @@ class StockCacheImpl implements StockCache {
         const key = keyOf(p, options.location)
         const entry = found.get(key)
         if (entry !== undefined && entry.value.today === today.date && !this.#dirty.has(p)) {
-          this.#setL1(key, entry.value)
+          this.#setL1(key, freezeProjection(entry.value))
           out.set(p, entry.value)
         } else toCompute.push(p)
       }
@@ -1028,7 +1028,7 @@ class StockCacheImpl implements StockCache {
     if (this.#dayOptions.today !== today) this.#dayOptions = { ...this.#projectionOptions, today }
     const opts = this.#dayOptions
     const wrap = (key: string, location: string | null, p: Projection): StockProjection =>
-      Object.freeze({ ...p, key, product, location, version, computedAt, stale: false })
+      freezeProjection({ ...p, key, product, location, version, computedAt, stale: false })
     const attribute = (fn: () => Projection): Projection => {
       try {
         return fn()
@@ -1373,6 +1373,16 @@ class StockCacheImpl implements StockCache {
   _inspect(product: string): { dirty: boolean; inFlight: boolean; l1: boolean } {
     return { dirty: this.#dirty.has(product), inFlight: this.#inFlight.has(product), l1: this.#l1.has(product) }
   }
+}
+
+/** Deep-freeze a projection the cache keeps: L1 hands out the same object to every reader (no clone on hit). */
+export function freezeProjection<T extends StockProjection>(p: T): T {
+  if (Object.isFrozen(p)) return p
+  for (const d of p.days) Object.freeze(d)
+  Object.freeze(p.days)
+  for (const l of p.later) Object.freeze(l)
+  Object.freeze(p.later)
+  return Object.freeze(p)
 }
 
 function staleCopy(value: StockProjection): StockProjection {
