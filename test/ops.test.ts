@@ -199,3 +199,18 @@ describe('several instances: bus and shared L2', () => {
     expect(b.metrics().l2Hits).toBe(1)
   })
 })
+
+describe('risky but legal setup', () => {
+  it('warns once, with a code, for a shared store without a bus or ttl', async () => {
+    const warnings: Array<{ name: string; code?: string }> = []
+    const onWarning = (w: Error & { code?: string }) => warnings.push({ name: w.name, code: w.code })
+    process.on('warning', onWarning)
+    const db = memorySource(schema)
+    const shared = { ...memoryStore(), capabilities: { shared: true } }
+    track(createStockCache({ schema, reader: db.reader, store: shared }))
+    track(createStockCache({ schema, reader: db.reader, store: shared }))
+    await new Promise((r) => setImmediate(r))
+    process.off('warning', onWarning)
+    expect(warnings).toEqual([{ name: 'StockcastWarning', code: 'STOCKCAST_SHARED_STORE_WITHOUT_BUS' }])
+  })
+})

@@ -350,6 +350,14 @@ class StockCacheImpl implements StockCache {
     }
     this.#bus = options.bus
     this.#lock = options.lock
+    if (options.store?.capabilities?.shared && options.bus === undefined && this.#o.memoryTtl === 0) {
+      warnOnce(
+        'STOCKCAST_SHARED_STORE_WITHOUT_BUS',
+        'stockcast: a shared store without a bus and without memory.ttl: this instance keeps its L1 values until its own ' +
+          'marks invalidate them, so writes seen only by another instance reach it late. Add a bus (@stockcast/redis), ' +
+          'set memory.ttl, or read with consistency: "strong".',
+      )
+    }
     this.#pendingMarks = options.pendingMarks
   }
 
@@ -1373,6 +1381,15 @@ class StockCacheImpl implements StockCache {
   _inspect(product: string): { dirty: boolean; inFlight: boolean; l1: boolean } {
     return { dirty: this.#dirty.has(product), inFlight: this.#inFlight.has(product), l1: this.#l1.has(product) }
   }
+}
+
+const warned = new Set<string>()
+
+/** A risky but legal setup: one process warning per code. */
+function warnOnce(code: string, message: string): void {
+  if (warned.has(code)) return
+  warned.add(code)
+  process.emitWarning(message, { code, type: 'StockcastWarning' })
 }
 
 /** Deep-freeze a projection the cache keeps: L1 hands out the same object to every reader (no clone on hit). */
