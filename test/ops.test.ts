@@ -56,6 +56,18 @@ describe('validate', () => {
     expect(some.checked + some.uncached).toBe(5)
     await expect(cache.validate({ sample: -1 })).rejects.toMatchObject({ code: 'E_INVALID_INPUT' })
   })
+
+  it('reports products with invalid source rows and checks the others', async () => {
+    const db = memorySource(schema)
+    db.insert('stock_movements', { product_code: 'GOOD', quantity: '1' })
+    db.insert('stock_movements', { product_code: 'BAD', quantity: 'not a number' })
+    const cache = track(createStockCache({ schema, reader: db.reader }))
+    cache.on('error', () => {})
+    await cache.get('GOOD')
+    const r = await cache.validate()
+    expect(r.checked).toBe(1)
+    expect(r.invalid).toEqual([{ product: 'BAD', message: expect.stringContaining('not a number') }])
+  })
 })
 
 describe('rebuildAll, status, metrics, events', () => {

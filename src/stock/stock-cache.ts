@@ -88,6 +88,8 @@ export interface ValidationReport {
   uncached: number
   /** Keys skipped because their product was dirty or changed while validating (the cache would not serve them). */
   skipped: number
+  /** Products whose source rows the calculator rejects (the cache cannot serve them either). */
+  invalid: Array<{ product: string; message: string }>
 }
 
 export interface RebuildProgress {
@@ -1252,7 +1254,7 @@ class StockCacheImpl implements StockCache {
       }
       products = sampleOf(products, options.sample)
     }
-    const report: ValidationReport = { checked: 0, mismatches: [], rate: 0, uncached: 0, skipped: 0 }
+    const report: ValidationReport = { checked: 0, mismatches: [], rate: 0, uncached: 0, skipped: 0, invalid: [] }
     const today = this.#currentDay()
     for (let i = 0; i < products.length; i += this.#o.batchSize) {
       const chunk = products.slice(i, i + this.#o.batchSize)
@@ -1269,7 +1271,15 @@ class StockCacheImpl implements StockCache {
       const l2 =
         this.#l2 !== undefined && l2Keys.length > 0 ? await this.#l2.getMany(l2Keys) : new Map<string, StoreEntry>()
       for (const p of chunk) {
-        const truth = this.#computeKeys(p, read.get(p) ?? EMPTY_INPUTS, today.date, 0, 0, null)
+        let truth: Map<string, StockProjection>
+        try {
+          truth = this.#computeKeys(p, read.get(p) ?? EMPTY_INPUTS, today.date, 0, 0, null)
+        } catch (cause) {
+          // Source rows the calculator rejects: reported per product; the rest of the check goes on.
+          if (!(cause instanceof InvalidInputError)) throw cause
+          report.invalid.push({ product: p, message: cause.message })
+          continue
+        }
         const keys = new Set([...keysOf.get(p)!, ...truth.keys()])
         for (const key of keys) {
           const st = this.#dirty.get(p)

@@ -1,0 +1,223 @@
+// @stockcast/sql on PostgreSQL: dashboard reads, commit-to-fresh latency, a materialized view, bulk imports.
+// Every figure is a ratio against a baseline measured in the same run. Needs PostgreSQL (STOCKCAST_PG_URL or
+// postgres://postgres@127.0.0.1:5432/test); it works in its own schema `stockcast_bench` and drops it after.
+
+import { fromPg, sqlChangeCapture, sqlReader, sqlStore } from '@stockcast/sql'
+import pg from 'pg'
+import { createStockCache, projectStock } from 'stockcast'
+import { DDL, schema, seed } from '../examples/sql-demo/schema.mjs'
+import { isMain, printTable } from './lib.mjs'
+
+const URL_ = process.env.STOCKCAST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
+const SCHEMA = 'stockcast_bench'
+const now = () => performance.now()
+const fmt = (ms) => (ms < 1 ? `${(ms * 1000).toFixed(0)} us` : `${ms.toFixed(1)} ms`)
+const pct = (xs, p) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]
+}
+const median = (xs) => pct(xs, 50)
+
+export async function main({ products = 10_000, dashboard = 1000, latencySamples = 60, bulk = 100_000 } = {}) {
+  console.log('## sql-postgres: @stockcast/sql on PostgreSQL')
+  const pool = new pg.Pool({ connectionString: URL_, max: 8, options: `-c search_path=${SCHEMA}` })
+  const admin = new pg.Client({ connectionString: URL_ })
+  await admin.connect()
+  const [{ version }] = (await admin.query('SHOW server_version')).rows.map((r) => ({ version: r.server_version }))
+  console.log(`PostgreSQL ${version}, ${products} products, search_path ${SCHEMA}`)
+  await admin.query(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE`)
+  await admin.query(`CREATE SCHEMA ${SCHEMA}`)
+  const db = fromPg(pool)
+  try {
+    for (const s of DDL.split(';').filter((x) => x.trim())) await db.execute(s)
+    let t0 = now()
+    await seed(db, products)
+    await db.execute('ANALYZE')
+    console.log(`seeded in ${fmt(now() - t0)}`)
+    const capture = sqlChangeCapture(db, schema)
+    await capture.install()
+    const store = sqlStore(db, { table: 'stockcast_projections' })
+    await store.install()
+    const reader = sqlReader(db, schema)
+    const ids = (await db.query('SELECT DISTINCT product_code AS p FROM stock_movements ORDER BY 1')).map((r) => r.p)
+    const sample = ids.slice(0, dashboard)
+
+    // 1. Dashboard read of 1 000 products.
+    const direct = async () => {
+      const read = await reader.read(sample)
+      const today = new Date().toISOString().slice(0, 10)
+      const out = new Map()
+      for (const p of sample) out.set(p, projectStock(read.get(p) ?? { onHand: [], supply: [], demand: [] }, { today }))
+      return out
+    }
+    const cacheL1 = createStockCache({ schema, reader, store, memory: { max: 20_000 } })
+    const cacheL2 = createStockCache({ schema, reader, store, memory: { max: 1 } }) // L1 effectively off
+    t0 = now()
+    const rebuilt = await cacheL1.rebuildAll()
+    const rebuildMs = now() - t0
+    const time = async (fn, runs) => {
+      await fn()
+      const xs = []
+      for (let i = 0; i < runs; i++) {
+        const s = now()
+        await fn()
+        xs.push(now() - s)
+      }
+      return median(xs)
+    }
+    const directMs = await time(direct, 7)
+    const l1Ms = await time(() => cacheL1.getMany(sample), 50)
+    const l2Ms = await time(() => cacheL2.getMany(sample), 15)
+    if (cacheL2.metrics().l2Hits < dashboard) throw new Error('the L2 run did not read from the SQL store')
+    console.log(`\n### dashboard read of ${dashboard} products (medians)`)
+    printTable(
+      ['path', 'time', 'speed-up vs direct', 'target'],
+      [
+        ['direct set-based recompute (reader + calculator)', fmt(directMs), '1.0x', ''],
+        ['getMany from L1', fmt(l1Ms), `${(directMs / l1Ms).toFixed(0)}x`, '>= 1000x'],
+        ['getMany from the SQL store, L1 off', fmt(l2Ms), `${(directMs / l2Ms).toFixed(1)}x`, '>= 10x'],
+      ],
+    )
+
+    // 2. Commit-to-fresh latency of one product, listener-driven (debounce 0 and default 500).
+    console.log('\n### commit-to-fresh latency of one product (a commit by plain SQL until peek() shows it)')
+    const rows = []
+    for (const debounceMs of [0, 500]) {
+      const cache = createStockCache({ schema, reader, store, debounceMs, memory: { max: 20_000 } })
+      const listener = await capture.listen(cache)
+      const p = sample[1]
+      const lat = []
+      const samples = debounceMs === 0 ? latencySamples : Math.max(10, Math.floor(latencySamples / 4))
+      for (let i = 0; i < samples; i++) {
+        const before = (await cache.get(p)).stockToday
+        const s = now()
+        await db.execute('INSERT INTO stock_movements (product_code, quantity) VALUES ($1, 1)', [p])
+        for (;;) {
+          const v = cache.peek(p)
+          if (v !== undefined && v.stockToday === before + 1) break
+          await new Promise((r) => setImmediate(r))
+          if (now() - s > 10_000) throw new Error('no fresh value within 10 s')
+        }
+        lat.push(now() - s)
+      }
+      rows.push([
+        `debounce ${debounceMs} ms`,
+        String(samples),
+        fmt(median(lat)),
+        fmt(pct(lat, 99)),
+        `<= ${debounceMs + 20} ms`,
+      ])
+      await listener.stop()
+      await cache.close()
+    }
+    printTable(['config', 'samples', 'p50', 'p99', 'target p99'], rows)
+
+    // 3. What a PostgreSQL user would pick instead: a materialized view of the same series.
+    await db.execute(MATVIEW)
+    await db.execute('CREATE UNIQUE INDEX stock_projection_mv_key ON stock_projection_mv (product_code, day)')
+    const refresh = await time(() => db.execute('REFRESH MATERIALIZED VIEW stock_projection_mv'), 2)
+    const refreshC = await time(() => db.execute('REFRESH MATERIALIZED VIEW CONCURRENTLY stock_projection_mv'), 2)
+    t0 = now()
+    await cacheL1.rebuildAll()
+    const rebuild2 = now() - t0
+    const rebuild = Math.min(rebuildMs, rebuild2)
+    console.log(`\n### materialized view of the D0..D28 series for ${rebuilt.products} products vs rebuildAll()`)
+    printTable(
+      ['what', 'time', 'ratio vs REFRESH CONCURRENTLY', 'target'],
+      [
+        ['REFRESH MATERIALIZED VIEW CONCURRENTLY', fmt(refreshC), '1.00x', ''],
+        ['REFRESH MATERIALIZED VIEW', fmt(refresh), `${(refresh / refreshC).toFixed(2)}x`, ''],
+        [
+          'stockcast rebuildAll() (all keys, L1 + SQL store)',
+          fmt(rebuild),
+          `${(rebuild / refreshC).toFixed(2)}x`,
+          '<= 1.0x',
+        ],
+        ['stockcast one product commit-to-fresh (p50, debounce 0)', rows[0][2], '', ''],
+      ],
+    )
+
+    // 4. Bulk insert of 100 000 movements: no triggers / inside bulkImport / outside it.
+    console.log(`\n### bulk insert of ${bulk} movements (INSERT .. SELECT in chunks of 10 000)`)
+    const insertBulk = async (session) => {
+      for (let done = 0; done < bulk; done += 10_000) {
+        await session.execute(
+          `INSERT INTO stock_movements (product_code, quantity)
+           SELECT 'SKU-' || lpad((1 + (g * 7919) % $2)::text, 5, '0'), 1 FROM generate_series(1, $1) g`,
+          [Math.min(10_000, bulk - done), products],
+        )
+      }
+    }
+    const bulkCache = createStockCache({ schema, reader, store, memory: { max: 20_000 } })
+    const listener = await capture.listen(bulkCache)
+    const runs = { none: [], inside: [], outside: [] }
+    for (let round = 0; round < 2; round++) {
+      await capture.uninstall()
+      t0 = now()
+      await db.session(insertBulk)
+      runs.none.push(now() - t0)
+      await capture.install()
+      t0 = now()
+      await capture.bulkImport(bulkCache, insertBulk)
+      await listener.drain()
+      runs.inside.push(now() - t0)
+      t0 = now()
+      await db.session(insertBulk)
+      await listener.drain()
+      await bulkCache.flush()
+      runs.outside.push(now() - t0)
+    }
+    const none = Math.min(...runs.none)
+    const inside = Math.min(...runs.inside)
+    const outside = Math.min(...runs.outside)
+    printTable(
+      ['import', 'time (best of 2)', 'ratio vs no triggers', 'target'],
+      [
+        ['no triggers', fmt(none), '1.00x', ''],
+        [
+          'triggers, inside disableCacheTemporarily (bulkImport) + recompute',
+          fmt(inside),
+          `${(inside / none).toFixed(2)}x`,
+          '<= 1.3x',
+        ],
+        ['triggers, outside it (listener recomputing as it goes)', fmt(outside), `${(outside / none).toFixed(2)}x`, ''],
+      ],
+    )
+    const v = await bulkCache.validate({ sample: 300 })
+    console.log(`validate after the imports (300 sampled): ${v.checked} checked, ${v.mismatches.length} mismatches`)
+    await listener.stop()
+    await bulkCache.close()
+    await cacheL1.close()
+    await cacheL2.close()
+  } finally {
+    await admin.query(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE`).catch(() => {})
+    await admin.end()
+    await pool.end()
+  }
+}
+
+// The same D0..D28 closing series as the calculator, in SQL (overdue rows count on D0).
+const MATVIEW = `
+CREATE MATERIALIZED VIEW stock_projection_mv AS
+WITH products AS (SELECT DISTINCT product_code FROM stock_movements),
+days AS (SELECT (current_date + k) AS day FROM generate_series(0, 28) k),
+onhand AS (SELECT product_code, SUM(quantity) AS q FROM stock_movements GROUP BY product_code),
+flows AS (
+  SELECT product_code, GREATEST(scheduled_for, current_date) AS day, planned_qty AS q FROM production_schedule
+  UNION ALL
+  SELECT product_code, GREATEST(ship_date, current_date), -open_qty FROM order_lines WHERE picking_batch_id IS NULL
+  UNION ALL
+  SELECT product_code, GREATEST(edited_ship_date, current_date), -selected_qty FROM pre_picking_items
+   WHERE status IN ('CREATED','RECOMPOSED')
+  UNION ALL
+  SELECT product_code, GREATEST(ship_date, current_date), -qty FROM picking_items
+   WHERE EXISTS (SELECT 1 FROM orders o WHERE o.picking_batch_id = picking_items.picking_batch_id AND o.status IN ('OPEN','QUOTED'))
+),
+daily AS (SELECT product_code, day, SUM(q) AS net FROM flows GROUP BY product_code, day)
+SELECT p.product_code, d.day,
+       COALESCE(o.q, 0) + SUM(COALESCE(f.net, 0)) OVER (PARTITION BY p.product_code ORDER BY d.day) AS closing
+FROM products p CROSS JOIN days d
+LEFT JOIN daily f ON f.product_code = p.product_code AND f.day = d.day
+LEFT JOIN onhand o ON o.product_code = p.product_code`
+
+if (isMain(import.meta.url)) await main()
