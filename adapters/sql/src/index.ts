@@ -13,4 +13,7 @@ export type {
   SqlChangeCaptureOptions,
   VerifyReport,
 } from './capture/types.js'
-// Filled in as the parts land: sqlReader (reader.ts), sqlStore (store.ts), sqlChangeCapture (capture/index.ts).
+export type { SqlReader, SqlReaderOptions } from './reader.js'
+export { sqlReader } from './reader.js'
+export type { SqlStore, SqlStoreOptions } from './store.js'
+export { sqlStore } from './store.js'

@@ -50,7 +50,13 @@ export function pgPool(max = 10): pg.Pool {
 
 /** A mysql2 pool on the test database (DECIMAL as strings: exact). */
 export function mysqlPool(connectionLimit = 10): mysql.Pool {
-  return mysql.createPool({ uri: MYSQL_URL, connectionLimit, decimalNumbers: false, dateStrings: true, multipleStatements: false })
+  return mysql.createPool({
+    uri: MYSQL_URL,
+    connectionLimit,
+    decimalNumbers: false,
+    dateStrings: true,
+    multipleStatements: false,
+  })
 }
 
 /** A unique, valid identifier prefix per test run (tables of parallel runs never collide). */

@@ -20,7 +20,8 @@ export interface MysqlPoolLike {
 const rowsOf = (result: MysqlResult) => (Array.isArray(result[0]) ? result[0] : []) as never
 const affectedOf = (result: MysqlResult) => ((result[0] as { affectedRows?: number })?.affectedRows ?? 0) as number
 
-function wrapConnection(conn: MysqlConnectionLike): SqlDb {
+/** `inTransaction`: a transaction is open on this connection, so `transaction()` nests as a savepoint; otherwise it opens one. */
+function wrapConnection(conn: MysqlConnectionLike, inTransaction: boolean): SqlDb {
   const db: SqlDb = {
     dialect: 'mysql',
     driver: 'mysql2',
@@ -31,6 +32,18 @@ function wrapConnection(conn: MysqlConnectionLike): SqlDb {
       return affectedOf(await conn.query(sql, params as unknown[]))
     },
     async transaction(fn) {
+      if (!inTransaction) {
+        // A session (`session()`) outside any transaction: open a real one on this connection.
+        await conn.beginTransaction()
+        try {
+          const out = await fn(wrapConnection(conn, true))
+          await conn.commit()
+          return out
+        } catch (e) {
+          await conn.rollback().catch(() => {})
+          throw e
+        }
+      }
       const name = `sc_sp_${Math.random().toString(36).slice(2, 10)}`
       await conn.query(`SAVEPOINT ${name}`)
       try {
@@ -84,7 +97,7 @@ export function fromMysql(pool: MysqlPoolLike | (() => MysqlPoolLike)): SqlDb {
       return withConnection(async (conn) => {
         await conn.beginTransaction()
         try {
-          const out = await fn(wrapConnection(conn))
+          const out = await fn(wrapConnection(conn, true))
           await conn.commit()
           return out
         } catch (e) {
@@ -94,7 +107,7 @@ export function fromMysql(pool: MysqlPoolLike | (() => MysqlPoolLike)): SqlDb {
       })
     },
     session(fn) {
-      return withConnection((conn) => fn(wrapConnection(conn)))
+      return withConnection((conn) => fn(wrapConnection(conn, false)))
     },
   }
 }

@@ -6,6 +6,7 @@ export interface PgClientLike {
   query(text: string, values?: unknown[]): Promise<{ rows: Record<string, unknown>[]; rowCount: number | null }>
   on(event: 'notification', listener: (msg: { channel: string; payload?: string }) => void): unknown
   on(event: 'error', listener: (err: Error) => void): unknown
+  removeListener?(event: 'error', listener: (err: Error) => void): unknown
   removeAllListeners?(event?: string): unknown
   release(err?: boolean | Error): void
 }
@@ -16,7 +17,8 @@ export interface PgPoolLike {
   connect(): Promise<PgClientLike>
 }
 
-function wrapClient(client: PgClientLike, driver: string): SqlDb {
+/** `inTransaction`: a BEGIN is open on this client, so `transaction()` nests as a savepoint; otherwise it opens one. */
+function wrapClient(client: PgClientLike, driver: string, inTransaction: boolean): SqlDb {
   const db: SqlDb = {
     dialect: 'postgres',
     driver,
@@ -27,6 +29,18 @@ function wrapClient(client: PgClientLike, driver: string): SqlDb {
       return (await client.query(sql, params as unknown[])).rowCount ?? 0
     },
     async transaction(fn) {
+      if (!inTransaction) {
+        // A session (`session()`) outside any transaction: open a real one on this connection.
+        await client.query('BEGIN')
+        try {
+          const out = await fn(wrapClient(client, driver, true))
+          await client.query('COMMIT')
+          return out
+        } catch (e) {
+          await client.query('ROLLBACK').catch(() => {})
+          throw e
+        }
+      }
       // Already on one connection: a nested transaction is a savepoint.
       const name = `sc_sp_${Math.random().toString(36).slice(2, 10)}`
       await client.query(`SAVEPOINT ${name}`)
@@ -85,7 +99,7 @@ export function fromPg(pool: PgPoolLike | (() => PgPoolLike)): SqlDb {
       return withClient(async (client) => {
         await client.query('BEGIN')
         try {
-          const out = await fn(wrapClient(client, 'pg'))
+          const out = await fn(wrapClient(client, 'pg', true))
           await client.query('COMMIT')
           return out
         } catch (e) {
@@ -95,7 +109,7 @@ export function fromPg(pool: PgPoolLike | (() => PgPoolLike)): SqlDb {
       })
     },
     session(fn) {
-      return withClient((client) => fn(wrapClient(client, 'pg')))
+      return withClient((client) => fn(wrapClient(client, 'pg', false)))
     },
     async listen(channel, onNotify, onReconnect) {
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(channel)) {
@@ -103,6 +117,7 @@ export function fromPg(pool: PgPoolLike | (() => PgPoolLike)): SqlDb {
       }
       let stopped = false
       let client: PgClientLike | undefined
+      let clientError: (() => void) | undefined
       let retry: ReturnType<typeof setTimeout> | undefined
       let attempt = 0
       const connect = async (isReconnect: boolean): Promise<void> => {
@@ -111,14 +126,30 @@ export function fromPg(pool: PgPoolLike | (() => PgPoolLike)): SqlDb {
         c.on('notification', (msg) => {
           if (msg.channel === channel) onNotify(msg.payload ?? '')
         })
-        c.on('error', () => {
+        const onError = () => {
           // The backend went away (pg_terminate_backend, restart, network): drop it and reconnect.
+          // Once only: a second 'error', or one after stop() returned the client, must not release it again.
+          if (client !== c) return
+          client = undefined
+          c.removeListener?.('error', onError)
           c.removeAllListeners?.('notification')
           c.release(true)
-          if (client === c) client = undefined
           schedule()
-        })
-        await c.query(`LISTEN ${channel}`)
+        }
+        c.on('error', onError)
+        clientError = onError
+        try {
+          await c.query(`LISTEN ${channel}`)
+        } catch (e) {
+          // LISTEN failed without an 'error' event: do not keep (leak) the checked-out client.
+          if (client === c) {
+            client = undefined
+            c.removeListener?.('error', onError)
+            c.removeAllListeners?.('notification')
+            c.release(true)
+          }
+          throw e
+        }
         attempt = 0
         if (isReconnect) onReconnect?.()
       }
@@ -141,6 +172,8 @@ export function fromPg(pool: PgPoolLike | (() => PgPoolLike)): SqlDb {
           c.removeAllListeners?.('notification')
           await c.query(`UNLISTEN ${channel}`).catch(() => {})
           c.release()
+          // Back in the pool: our handler (a no-op now that `client` moved on) must not stay attached to it.
+          if (clientError !== undefined) c.removeListener?.('error', clientError)
         }
       }
     },

@@ -1,0 +1,148 @@
+import { ConfigError, type StoreEntry, StoreUnavailableError } from 'stockcast'
+import { sampleProjection } from 'stockcast/conformance'
+import { expect, it } from 'vitest'
+import { type SqlDb, sqlStore } from '../src/index.js'
+
+export function entry(key: string, version: number, closing = 10): StoreEntry {
+  const value = sampleProjection(key, version, closing)
+  return { value, version, computedAt: value.computedAt }
+}
+
+const shuffle = <T>(list: T[]): T[] => {
+  const a = [...list]
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1))
+    ;[a[i], a[j]] = [a[j]!, a[i]!]
+  }
+  return a
+}
+
+/**
+ * The SQL store's own cases, the same on every dialect. `db()` is the connection, `table` a table name the file owns
+ * (created lazily by the stores, dropped by the file).
+ */
+export function runSqlStoreCases(db: () => SqlDb, table: () => string): void {
+  it('keeps the highest version of a key given twice in one batch', async () => {
+    const s = sqlStore(db(), { table: table(), prefix: 'dup:' })
+    await s.setMany([
+      ['K', entry('K', 3, 3)],
+      ['K', entry('K', 7, 7)],
+      ['K', entry('K', 5, 5)],
+    ])
+    const got = (await s.getMany(['K'])).get('K')!
+    expect(got.version).toBe(7)
+    expect(got.value.stockToday).toBe(7)
+    await s.clear()
+  })
+
+  it('concurrent overlapping batches end at the highest version of every key, without deadlock', async () => {
+    const s = sqlStore(db(), { table: table(), prefix: 'overlap:' })
+    const keys = Array.from({ length: 150 }, (_, i) => `K${i}`)
+    const writers = Array.from({ length: 6 }, (_, w) =>
+      s.setMany(shuffle(keys).map((k, i) => [k, entry(k, w * 1000 + i + 1, w)] as const)),
+    )
+    await Promise.all(writers)
+    const got = await s.getMany(keys)
+    expect(got.size).toBe(keys.length)
+    for (const [, e] of got) {
+      expect(e.version).toBeGreaterThan(5000)
+      expect(e.value.stockToday).toBe(5)
+      expect(e.value.version).toBe(e.version)
+    }
+    await s.clear()
+  })
+
+  it('clear() escapes LIKE wildcards in its prefix', async () => {
+    const wild = sqlStore(db(), { table: table(), prefix: 'w_%!:' })
+    const other = sqlStore(db(), { table: table(), prefix: 'wX%!:' })
+    const other2 = sqlStore(db(), { table: table(), prefix: 'w_abc!:' })
+    await wild.setMany([['A', entry('A', 1)]])
+    await other.setMany([['A', entry('A', 1)]])
+    await other2.setMany([['A', entry('A', 1)]])
+    await wild.clear()
+    expect((await wild.getMany(['A'])).size).toBe(0)
+    expect((await other.getMany(['A'])).size).toBe(1)
+    expect((await other2.getMany(['A'])).size).toBe(1)
+    await other.clear()
+    await other2.clear()
+  })
+
+  it('keeps keys byte-exact: case and trailing spaces make different keys', async () => {
+    const s = sqlStore(db(), { table: table(), prefix: 'case:' })
+    await s.setMany([
+      ['abc', entry('abc', 1, 1)],
+      ['ABC', entry('ABC', 1, 2)],
+      ['abc ', entry('abc ', 1, 3)],
+    ])
+    const got = await s.getMany(['abc', 'ABC', 'abc ', 'Abc'])
+    expect([...got.keys()].sort()).toEqual(['ABC', 'abc', 'abc '])
+    expect(got.get('abc')!.value.stockToday).toBe(1)
+    expect(got.get('ABC')!.value.stockToday).toBe(2)
+    expect(got.get('abc ')!.value.stockToday).toBe(3)
+    await s.clear()
+  })
+
+  it('round-trips awkward numbers exactly', async () => {
+    const s = sqlStore(db(), { table: table(), prefix: 'num:' })
+    const e = entry('N', 1)
+    const value = {
+      ...e.value,
+      stockToday: 0.1 + 0.2,
+      supplyToday: 1e-7,
+      demandToday: 123456789012.345,
+      overdueSupply: -0,
+      overdueDemand: 2 ** 53 - 1,
+    }
+    await s.setMany([['N', { ...e, value }]])
+    const got = (await s.getMany(['N'])).get('N')!.value
+    expect(got.stockToday).toBe(0.1 + 0.2)
+    expect(got.supplyToday).toBe(1e-7)
+    expect(got.demandToday).toBe(123456789012.345)
+    expect(Object.is(got.overdueSupply, 0)).toBe(true)
+    expect(got.overdueDemand).toBe(2 ** 53 - 1)
+    await s.clear()
+  })
+
+  it('stores computedAt and large versions as integers', async () => {
+    const s = sqlStore(db(), { table: table(), prefix: 'big:' })
+    const v = 2 ** 40 + 3
+    await s.setMany([['B', { ...entry('B', 1), version: v, computedAt: 1_790_000_000_123 }]])
+    const got = (await s.getMany(['B'])).get('B')!
+    expect(got.version).toBe(v)
+    expect(got.computedAt).toBe(1_790_000_000_123)
+    await s.clear()
+  })
+
+  it('rejects a bad table name or option before any SQL', () => {
+    expect(() => sqlStore(db(), { table: 'x; DROP TABLE y' })).toThrow(ConfigError)
+    expect(() => sqlStore(db(), { table: 'a.b.c' })).toThrow(/sqlStore: table/)
+    expect(() => sqlStore(db(), { prefix: 5 as never })).toThrow(ConfigError)
+  })
+
+  it('with create: false, a missing table is a StoreUnavailableError until install()', async () => {
+    const name = `${table()}_manual`
+    const s = sqlStore(db(), { table: name, create: false, prefix: 'm:' })
+    const err = await s.getMany(['A']).catch((e) => e)
+    expect(err).toBeInstanceOf(StoreUnavailableError)
+    expect(err.message).toContain(name)
+    expect(err.cause).toBeDefined()
+    await s.install()
+    await s.install() // idempotent
+    await s.setMany([['A', entry('A', 1)]])
+    expect((await s.getMany(['A'])).size).toBe(1)
+    await s.drop()
+    await s.drop() // idempotent
+    expect(await s.getMany(['A']).catch((e) => e)).toBeInstanceOf(StoreUnavailableError)
+  })
+
+  it('fails after close() without touching the caller’s connection', async () => {
+    const s = sqlStore(db(), { table: table(), prefix: 'closed:' })
+    await s.setMany([['A', entry('A', 1)]])
+    await s.clear()
+    await s.close()
+    await expect(s.getMany(['A'])).rejects.toBeInstanceOf(StoreUnavailableError)
+    // The connection still works for everyone else.
+    const again = sqlStore(db(), { table: table(), prefix: 'closed:' })
+    expect((await again.getMany(['A'])).size).toBe(0)
+  })
+}
