@@ -131,4 +131,18 @@ describe('bad input gives the typed error and caches nothing', () => {
       'inv.moves',
     ])
   })
+
+  it('related queries: :params are found outside casts, literals, quoted names and comments', () => {
+    const s = defineStockSchema({
+      onHand: [{ table: 't', product: 'p', quantity: 'q' }],
+      related: [
+        {
+          table: 'orders',
+          products:
+            "SELECT sku::text FROM picking WHERE batch = :batch AND ':nope' <> 'x' AND \"a:b\" = :other -- :comment\n AND y = :batch",
+        },
+      ],
+    })
+    expect(s.related[0]!.params).toEqual(['batch', 'other'])
+  })
 })

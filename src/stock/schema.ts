@@ -66,7 +66,18 @@ export interface StockSchema {
 }
 
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/
-const PARAM = /:([A-Za-z_][A-Za-z0-9_]*)/g
+/** `:name`, not part of a `::type` cast. */
+const PARAM = /(?<![:A-Za-z0-9_]):([A-Za-z_][A-Za-z0-9_]*)/g
+
+/**
+ * The SQL with string literals, quoted identifiers and comments blanked out (same length), so `:name` inside them
+ * is not taken for a parameter. The adapters rewrite parameters with their dialect's own full scanner.
+ */
+function withoutQuotedText(sql: string): string {
+  return sql.replace(/'(?:[^']|'')*'|"(?:[^"]|"")*"|`(?:[^`]|``)*`|--[^\n]*|\/\*[\s\S]*?\*\//g, (m) =>
+    ' '.repeat(m.length),
+  )
+}
 
 /** True for `name` or `schema.name`, each part `[A-Za-z_][A-Za-z0-9_]*`. */
 export function isSafeIdentifier(value: unknown, qualified = false): value is string {
@@ -181,7 +192,7 @@ export function defineStockSchema(declaration: StockSchemaDeclaration): StockSch
       )
     }
     const params: string[] = []
-    for (const m of r.products.matchAll(PARAM)) if (!params.includes(m[1]!)) params.push(m[1]!)
+    for (const m of withoutQuotedText(r.products).matchAll(PARAM)) if (!params.includes(m[1]!)) params.push(m[1]!)
     related.push(Object.freeze({ table, products: r.products, params: Object.freeze(params) }))
   })
   const byTable = new Map<string, StockSource[]>()

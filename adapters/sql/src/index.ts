@@ -1,11 +1,6 @@
 // @stockcast/sql: one public entry (types apart from values).
-export type { SqlDb, SqlDialect } from './types.js'
-export { fromPg } from './connection/postgres.js'
-export type { PgClientLike, PgPoolLike } from './connection/postgres.js'
-export { fromPGlite } from './connection/pglite.js'
-export type { PGliteLike, PGliteTxLike } from './connection/pglite.js'
-export { fromMysql } from './connection/mysql.js'
-export type { MysqlConnectionLike, MysqlPoolLike } from './connection/mysql.js'
+
+export { sqlChangeCapture } from './capture/index.js'
 export type {
   ListenerStatus,
   OutboxListener,
@@ -13,7 +8,14 @@ export type {
   SqlChangeCaptureOptions,
   VerifyReport,
 } from './capture/types.js'
+export type { MysqlConnectionLike, MysqlPoolLike } from './connection/mysql.js'
+export { fromMysql } from './connection/mysql.js'
+export type { PGliteLike, PGliteTxLike } from './connection/pglite.js'
+export { fromPGlite } from './connection/pglite.js'
+export type { PgClientLike, PgPoolLike } from './connection/postgres.js'
+export { fromPg } from './connection/postgres.js'
 export type { SqlReader, SqlReaderOptions } from './reader.js'
 export { sqlReader } from './reader.js'
 export type { SqlStore, SqlStoreOptions } from './store.js'
 export { sqlStore } from './store.js'
+export type { SqlDb, SqlDialect } from './types.js'

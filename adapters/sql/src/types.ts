@@ -11,7 +11,10 @@ export interface SqlDb {
   /** What this connection is (for messages): `pg`, `pglite`, `mysql2`. */
   readonly driver: string
   /** Rows of a query. */
-  query<R extends Record<string, unknown> = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<R[]>
+  query<R extends Record<string, unknown> = Record<string, unknown>>(
+    sql: string,
+    params?: readonly unknown[],
+  ): Promise<R[]>
   /** A statement; resolves to the affected row count. */
   execute(sql: string, params?: readonly unknown[]): Promise<number>
   /** Run `fn` on one connection inside BEGIN/COMMIT (ROLLBACK when it throws). */

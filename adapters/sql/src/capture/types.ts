@@ -2,7 +2,7 @@ import type { PendingMarks, StockCache } from 'stockcast'
 import type { SqlDb } from '../types.js'
 
 export interface SqlChangeCaptureOptions {
-  /** Outbox table (one row per changed product per statement or row). @default 'stockcast_outbox' */
+  /** Outbox table (one row per changed product per statement or row). @default `${prefix}_outbox` ('stockcast_outbox') */
   outbox?: string
   /** Prefix of the trigger and function names this adapter creates. @default 'stockcast' */
   prefix?: string

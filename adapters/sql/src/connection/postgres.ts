@@ -76,13 +76,20 @@ export function fromPg(pool: PgPoolLike | (() => PgPoolLike)): SqlDb {
   const withClient = async <T>(fn: (client: PgClientLike) => Promise<T>): Promise<T> => {
     const client = await get().connect()
     let broken: Error | undefined
+    // pg-pool removes its own 'error' listener while a client is checked out: without one, a backend that dies
+    // meanwhile (pg_terminate_backend, a restart) emits 'error' to nobody and crashes the process.
+    const onError = (e: Error) => {
+      broken = e
+    }
+    client.on('error', onError)
     try {
       return await fn(client)
     } catch (e) {
       // A connection-level failure must not go back into the pool.
-      if (e instanceof Error && /terminat|connection|ECONN|closed/i.test(e.message)) broken = e
+      if (e instanceof Error && /terminat|connection|ECONN|closed/i.test(e.message)) broken ??= e
       throw e
     } finally {
+      client.removeListener?.('error', onError)
       client.release(broken ?? false)
     }
   }
