@@ -72,7 +72,15 @@ async function main() {
   let close
   if (process.env.DATABASE_URL) {
     const { default: pg } = await import('pg')
-    const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL })
+    // A schema of its own: the example drops and recreates these tables there, never in your public schema.
+    const admin = new pg.Client({ connectionString: process.env.DATABASE_URL })
+    await admin.connect()
+    await admin.query('CREATE SCHEMA IF NOT EXISTS stockcast_legacy_example')
+    await admin.end()
+    const pool = new pg.Pool({
+      connectionString: process.env.DATABASE_URL,
+      options: '-c search_path=stockcast_legacy_example',
+    })
     db = fromPg(pool)
     close = () => pool.end()
   } else {

@@ -23,10 +23,19 @@ let db
 let shutdown
 if (process.env.DATABASE_URL) {
   const { default: pg } = await import('pg')
-  const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 8 })
+  // Everything happens in a schema of its own: the demo drops and recreates its tables there, never elsewhere.
+  const admin = new pg.Client({ connectionString: process.env.DATABASE_URL })
+  await admin.connect()
+  await admin.query('CREATE SCHEMA IF NOT EXISTS stockcast_demo')
+  await admin.end()
+  const pool = new pg.Pool({
+    connectionString: process.env.DATABASE_URL,
+    max: 8,
+    options: '-c search_path=stockcast_demo',
+  })
   db = fromPg(pool)
   shutdown = () => pool.end()
-  console.log(`database: PostgreSQL (${new URL(process.env.DATABASE_URL).host})`)
+  console.log(`database: PostgreSQL (${new URL(process.env.DATABASE_URL).host}), schema stockcast_demo`)
 } else {
   const { PGlite } = await import('@electric-sql/pglite')
   const pglite = new PGlite()
@@ -51,7 +60,16 @@ await capture.install()
 const store = sqlStore(db)
 await store.install()
 console.log(`installed triggers and outbox in ${ms(t0)}; verify: ${(await capture.verify()).ok ? 'ok' : 'NOT OK'}`)
-const cache = createStockCache({ schema, reader: sqlReader(db, schema), store, pendingMarks: capture, debounceMs: 20 })
+// One instance here; with several, add a bus (@stockcast/redis) so peers drop their L1 copies. memory.ttl bounds
+// how long an L1 value can outlive a write another instance consumed.
+const cache = createStockCache({
+  schema,
+  reader: sqlReader(db, schema),
+  store,
+  pendingMarks: capture,
+  debounceMs: 20,
+  memory: { max: 20_000, ttl: 10 * 60_000 },
+})
 const listener = await capture.listen(cache)
 
 t0 = t()
@@ -101,6 +119,7 @@ await listener.drain()
 await show('After a rolled-back transaction (SKU-00003 unchanged)')
 
 // 6. A bulk import of movements inside disableCacheTemporarily (via capture.bulkImport), with a progress bar.
+const recomputesBefore = cache.metrics().recomputes
 const bar = values['no-progress'] ? undefined : new cliProgress.SingleBar({}, cliProgress.Presets.shades_classic)
 const chunk = 10_000
 t0 = t()
@@ -117,7 +136,10 @@ await capture.bulkImport(cache, async (session) => {
   }
 })
 bar?.stop()
-console.log(`bulk import of ${BULK} movements (and the recompute after it): ${ms(t0)}`)
+console.log(
+  `bulk import of ${BULK} movements (and the recompute after it): ${ms(t0)}; ` +
+    `${cache.metrics().recomputes - recomputesBefore} recomputes for the touched products`,
+)
 await listener.drain()
 
 t0 = t()

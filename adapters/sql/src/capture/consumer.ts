@@ -22,10 +22,12 @@ export interface OutboxRow {
  * PostgreSQL and MySQL/MariaDB; a dialect adds its wake-up (`subscribe`) and the age query.
  */
 export interface OutboxDialect {
-  /** Oldest rows first, at most `limit`, locked `FOR UPDATE SKIP LOCKED` when `tx` is a transaction; none of `exclude`. */
-  claim(tx: SqlDb, limit: number, exclude: readonly string[]): Promise<OutboxRow[]>
+  /** Oldest rows first, at most `limit`, locked `FOR UPDATE SKIP LOCKED` when `tx` is a transaction; none of the `exclude` ids. */
+  claim(tx: SqlDb, limit: number, exclude: readonly number[]): Promise<OutboxRow[]>
   /** Delete these rows (ids that are gone already are ignored). */
   delete(tx: SqlDb, ids: readonly number[]): Promise<void>
+  /** Make these rows name no table (whoever re-marks them re-reads every source). */
+  widen(tx: SqlDb, ids: readonly number[]): Promise<void>
   /** Age in ms of the oldest row by the database clock (0 when empty). */
   oldestAgeMs(db: SqlDb): Promise<number>
   /** For each of these products with rows, the highest id. */
@@ -126,13 +128,13 @@ const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v))
 export function sqlOutboxQueries(
   dialect: SqlDialect,
   outbox: string,
-): Pick<OutboxDialect, 'claim' | 'delete' | 'pending' | 'maxId' | 'remaining'> {
+): Pick<OutboxDialect, 'claim' | 'delete' | 'widen' | 'pending' | 'maxId' | 'remaining'> {
   const pg = dialect === 'postgres'
   const list = (values: readonly unknown[], start: number): string =>
     values.map((_, i) => (pg ? `$${start + i}` : '?')).join(', ')
   return {
     async claim(tx, limit, exclude) {
-      const where = exclude.length === 0 ? '' : ` WHERE product NOT IN (${list(exclude, 2)})`
+      const where = exclude.length === 0 ? '' : ` WHERE id NOT IN (${list(exclude, 2)})`
       const rows = await tx.query<{ id: unknown; product: string; source_table: string | null }>(
         `SELECT id, product, source_table FROM ${outbox}${where} ORDER BY id LIMIT ${pg ? '$1' : '?'} FOR UPDATE SKIP LOCKED`,
         [limit, ...exclude],
@@ -146,6 +148,11 @@ export function sqlOutboxQueries(
         if (pg) await tx.execute(`DELETE FROM ${outbox} WHERE id = ANY($1::bigint[])`, [chunk])
         else await tx.execute(`DELETE FROM ${outbox} WHERE id IN (${list(chunk, 1)})`, chunk)
       }
+    },
+    async widen(tx, ids) {
+      if (ids.length === 0) return
+      if (pg) await tx.execute(`UPDATE ${outbox} SET source_table = NULL WHERE id = ANY($1::bigint[])`, [ids])
+      else await tx.execute(`UPDATE ${outbox} SET source_table = NULL WHERE id IN (${list(ids, 1)})`, ids)
     },
     async pending(db, products) {
       const out = new Map<string, number>()
@@ -431,8 +438,10 @@ class Consumer implements OutboxConsumer {
   /** One batch. Resolves to true when the outbox may hold more rows to process now. */
   async #batch(): Promise<boolean> {
     const now = Date.now()
-    const exclude: string[] = []
-    for (const [p, c] of this.#cooling) if (c.until > now && exclude.length < MAX_EXCLUDED) exclude.push(p)
+    // Held rows wait for their delay; newer rows of the same products are new writes and are claimed (in a bulk
+    // block that only adds a coalesced mark, so the block's one recompute covers the whole import).
+    const exclude: number[] = []
+    for (const c of this.#cooling.values()) if (c.until > now && exclude.length < MAX_EXCLUDED) exclude.push(c.heldId)
     let outcome: Outcome = { claimed: 0, deleted: 0, progressed: false }
     if (this.#lock) {
       await this.#db.transaction(async (tx) => {
@@ -522,10 +531,22 @@ class Consumer implements OutboxConsumer {
       const deferred = new Set(report.deferred)
       for (const [p, g] of toMark) {
         if (failed.has(p) || deferred.has(p)) {
-          // Keep one row (the oldest: its age is what status() reports); the others say nothing more.
+          // Keep one row per product (the oldest: its age is what status() reports; an earlier held row when
+          // there is one); the others say nothing more, but their tables may differ: the kept row is widened to
+          // name no table, so whoever re-marks it (after a crash, another instance) re-reads every source.
           const sorted = [...g.ids].sort((a, b) => a - b)
-          held.push({ product: p, keep: sorted[0]!, drop: sorted.slice(1), deferred: !failed.has(p) })
+          const earlier = this.#cooling.get(p)?.heldId
+          const keep = earlier !== undefined && earlier < sorted[0]! ? earlier : sorted[0]!
+          held.push({
+            product: p,
+            keep,
+            drop: sorted.filter((id) => id !== keep),
+            deferred: !failed.has(p),
+          })
         } else {
+          // Recomputed after every mark of it, the earlier held row's included: that row can go too.
+          const earlier = this.#cooling.get(p)?.heldId
+          if (earlier !== undefined && !g.ids.includes(earlier)) done.push(earlier)
           this.#cooling.delete(p)
           done.push(...g.ids)
         }
@@ -533,6 +554,8 @@ class Consumer implements OutboxConsumer {
     }
     const drop = held.flatMap((h) => h.drop)
     if (done.length + drop.length > 0) await this.#dialect.delete(tx, [...done, ...drop])
+    const widened = held.filter((h) => h.drop.length > 0).map((h) => h.keep)
+    if (widened.length > 0) await this.#dialect.widen(tx, widened)
     const now = Date.now()
     let newlyHeld = 0
     for (const h of held) {
