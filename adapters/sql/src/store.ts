@@ -48,7 +48,7 @@ function isRetryable(e: unknown): boolean {
 /**
  * The L2 store as one table: a row per key (`key`, JSON `value`, `version`, `computed_at`), shared by every process
  * that points at it. Writes are conditional in the statement itself, so a lower version never replaces a higher one,
- * whatever the interleaving. PostgreSQL stores `jsonb`; MySQL/MariaDB store the JSON text as written (exact).
+ * whatever the interleaving. PostgreSQL stores `json` (kept as written: about 3x cheaper to write than `jsonb`, and nothing queries inside it); MySQL/MariaDB store the JSON text as written (exact).
  *
  * @example
  * ```ts
@@ -101,7 +101,7 @@ export function sqlStore(db: SqlDb, options: SqlStoreOptions = {}): SqlStore {
   }
 
   const createSql = pg
-    ? `CREATE TABLE IF NOT EXISTS ${table} (key text PRIMARY KEY, value jsonb NOT NULL, version bigint NOT NULL, computed_at bigint NOT NULL)`
+    ? `CREATE TABLE IF NOT EXISTS ${table} (key text PRIMARY KEY, value json NOT NULL, version bigint NOT NULL, computed_at bigint NOT NULL)`
     : // VARBINARY key: byte-exact (the default collations ignore case and trailing spaces); LONGTEXT keeps the JSON as written.
       `CREATE TABLE IF NOT EXISTS ${table} (\`key\` VARBINARY(3072) NOT NULL PRIMARY KEY, \`value\` LONGTEXT CHARACTER SET utf8mb4 NOT NULL, \`version\` BIGINT NOT NULL, \`computed_at\` BIGINT NOT NULL)`
 
@@ -148,8 +148,10 @@ export function sqlStore(db: SqlDb, options: SqlStoreOptions = {}): SqlStore {
     return out
   }
 
+  // One JSON document for the whole batch: the driver sends it as one string (an array parameter of JSON texts
+  // costs an escaped array literal per value) and the server splits it with json_to_recordset.
   const upsertPg = `INSERT INTO ${table} AS t (key, value, version, computed_at)
-SELECT k, v, n, c FROM unnest($1::text[], $2::jsonb[], $3::bigint[], $4::bigint[]) AS x(k, v, n, c)
+SELECT k, v, n, c FROM json_to_recordset($1::json) AS x(k text, v json, n bigint, c bigint)
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version, computed_at = EXCLUDED.computed_at
 WHERE t.version <= EXCLUDED.version`
   // MySQL/MariaDB run the assignments left to right, each seeing the columns already set; MariaDB's
@@ -213,18 +215,15 @@ WHERE t.version <= EXCLUDED.version`
           if (cur === undefined || cur.version <= e.version) latest.set(k, e)
         }
         if (latest.size === 0) return
-        const rows = [...latest]
-          .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-          .map(([k, e]) => [prefix + k, JSON.stringify(e.value), e.version, Math.trunc(e.computedAt)] as const)
+        const sorted = [...latest].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
         if (pg) {
-          await db.execute(upsertPg, [
-            rows.map((r) => r[0]),
-            rows.map((r) => r[1]),
-            rows.map((r) => r[2]),
-            rows.map((r) => r[3]),
-          ])
+          const doc = sorted.map(([k, e]) => ({ k: prefix + k, v: e.value, n: e.version, c: Math.trunc(e.computedAt) }))
+          await db.execute(upsertPg, [JSON.stringify(doc)])
           return
         }
+        const rows = sorted.map(
+          ([k, e]) => [prefix + k, JSON.stringify(e.value), e.version, Math.trunc(e.computedAt)] as const,
+        )
         for (const chunk of chunksOf(rows, (r) => r[0].length + r[1].length + 64)) {
           await db.execute(upsertMysql(chunk.length), chunk.flat())
         }

@@ -29,7 +29,7 @@ describeService(pgDown, 'sqlStore on PostgreSQL (pg Pool)', () => {
       () => table,
     )
 
-    it('stores jsonb rows one per key, readable with SQL', async () => {
+    it('stores json rows one per key, readable with SQL', async () => {
       const s = sqlStore(db, { table, prefix: 'sql:' })
       await s.setMany([['P1', entry('P1', 4, 12)]])
       const { rows } = await pool.query(
@@ -37,7 +37,7 @@ describeService(pgDown, 'sqlStore on PostgreSQL (pg Pool)', () => {
         ['sql:P1'],
       )
       expect(rows).toEqual([
-        { key: 'sql:P1', version: '4', computed_at: String(entry('P1', 4).computedAt), stock: '12', type: 'jsonb' },
+        { key: 'sql:P1', version: '4', computed_at: String(entry('P1', 4).computedAt), stock: '12', type: 'json' },
       ])
       await s.clear()
     })
