@@ -48,7 +48,7 @@ function isRetryable(e: unknown): boolean {
 /**
  * The L2 store as one table: a row per key (`key`, JSON `value`, `version`, `computed_at`), shared by every process
  * that points at it. Writes are conditional in the statement itself, so a lower version never replaces a higher one,
- * whatever the interleaving. PostgreSQL stores `json` (kept as written: about 3x cheaper to write than `jsonb`, and nothing queries inside it); MySQL/MariaDB store the JSON text as written (exact).
+ * whatever the interleaving. PostgreSQL stores `json` (kept as written: about 2x cheaper to write than `jsonb` here, and nothing queries inside it); MySQL/MariaDB store the JSON text as written (exact).
  *
  * @example
  * ```ts
