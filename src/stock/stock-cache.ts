@@ -446,6 +446,28 @@ class StockCacheImpl implements StockCache {
     options: Pick<GetOptions, 'location' | 'allowStale'> = {},
   ): Promise<Map<string, StockProjection>> {
     if (!Array.isArray(products)) throw new InvalidInputError('getMany: products must be an array of product ids')
+    if (options.location == null && !options.allowStale && !this.#closed) {
+      // Fast path, the dashboard case: every product a fresh L1 hit. One pass, the answer built in caller order.
+      this.#currentDay()
+      const hits = new Map<string, StockProjection>()
+      let complete = true
+      for (const p of products) {
+        if (typeof p !== 'string' || p === '' || p.includes(KEY_SEPARATOR) || this.#dirty.has(p)) {
+          complete = false
+          break
+        }
+        const e = this.#l1.get(p)
+        if (e === undefined || e.epoch !== this.#dayEpoch) {
+          complete = false
+          break
+        }
+        hits.set(p, e.value)
+      }
+      if (complete) {
+        this.#m.l1Hits += products.length
+        return hits
+      }
+    }
     for (const p of products) assertProduct(p, 'getMany')
     assertLocation(options.location, 'getMany')
     this.#assertOpen()
