@@ -1,6 +1,8 @@
 // @stockcast/sql: one public entry (types apart from values).
 
 export { sqlChangeCapture } from './capture/index.js'
+// For the ORM adapters: the dialect-aware `:name` scanner of `related` queries (literals, comments, casts skipped).
+export { rewriteNamedParams } from './capture/related.js'
 export type {
   ListenerStatus,
   OutboxListener,
@@ -19,5 +21,3 @@ export { sqlReader } from './reader.js'
 export type { SqlStore, SqlStoreOptions } from './store.js'
 export { sqlStore } from './store.js'
 export type { SqlDb, SqlDialect } from './types.js'
-// For the ORM adapters: the dialect-aware `:name` scanner of `related` queries (literals, comments, casts skipped).
-export { rewriteNamedParams } from './capture/related.js'
