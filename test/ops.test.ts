@@ -202,7 +202,7 @@ describe('several instances: bus and shared L2', () => {
     db.attach(a) // only instance A sees the writes (as with a single outbox consumer)
     db.insert('stock_movements', { product_code: 'A', quantity: '1' })
     expect((await b.get('A')).stockToday).toBe(1)
-    a.markDirty('A', { version: 50 })
+    a.markDirty('A', { version: Date.now() * 1000 + 1_000_000 }) // a version clearly newer than B's entry
     db.insert('stock_movements', { product_code: 'A', quantity: '1' })
     await a.get('A') // recompute at version >= 51, written to L2 and announced
     await new Promise((r) => setImmediate(r))
@@ -224,5 +224,26 @@ describe('risky but legal setup', () => {
     await new Promise((r) => setImmediate(r))
     process.off('warning', onWarning)
     expect(warnings).toEqual([{ name: 'StockcastWarning', code: 'STOCKCAST_SHARED_STORE_WITHOUT_BUS' }])
+  })
+})
+
+describe('versions across restarts', () => {
+  it("a new instance's recompute replaces the L2 entry an earlier process left (versions start from the clock)", async () => {
+    const db = memorySource(schema)
+    const l2 = new Map<string, StoreEntry>()
+    db.insert('stock_movements', { product_code: 'A', quantity: '1' })
+    const clock = new FakeClock()
+    const first = track(createStockCache({ schema, reader: db.reader, store: memoryStore({ map: l2 }), clock }))
+    for (let i = 0; i < 50; i++) first.markDirty('A')
+    await first.get('A')
+    await first.close()
+    // Writes while no cache (and no capture) was running; then a new process starts a bit later and rebuilds.
+    db.insert('stock_movements', { product_code: 'A', quantity: '1' })
+    clock.advance(1000)
+    const second = track(createStockCache({ schema, reader: db.reader, store: memoryStore({ map: l2 }), clock }))
+    await second.rebuildAll()
+    const third = track(createStockCache({ schema, reader: db.reader, store: memoryStore({ map: l2 }), clock }))
+    expect((await third.get('A')).stockToday).toBe(2) // from L2, written by the second instance
+    expect(third.metrics().l2Hits).toBe(1)
   })
 })

@@ -131,9 +131,10 @@ describe('read path', () => {
     const token = cache.markDirty('A')
     expect((await cache.get('A', { atLeast: token })).stockToday).toBe(1)
     const c2 = createStockCache({ schema, reader: db.reader, waitTimeoutMs: 30 })
-    await expect(c2.get('A', { atLeast: 10_000 })).rejects.toMatchObject({ code: 'E_WAIT_TIMEOUT' })
-    const waiting = c2.get('A', { atLeast: 500 })
-    c2.markDirty('A', { version: 500 })
+    const future = c2.markDirty('Z') + 1_000_000_000
+    await expect(c2.get('A', { atLeast: future })).rejects.toMatchObject({ code: 'E_WAIT_TIMEOUT' })
+    const waiting = c2.get('A', { atLeast: future + 5 })
+    c2.markDirty('A', { version: future + 5 })
     expect((await waiting).stockToday).toBe(1)
     await c2.close()
   })

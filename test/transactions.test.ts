@@ -89,8 +89,10 @@ describe('transaction scopes', () => {
     const a = cache.markDirty('A')
     const b = cache.markDirty('B')
     expect(b).toBeGreaterThan(a)
-    expect(cache.markDirty('C', { version: 1000 })).toBe(1000)
-    expect(cache.markDirty('D')).toBe(1001)
+    expect(cache.markDirty('C', { version: 1000 })).toBe(1000) // a source's own version is the token
+    const far = b + 1_000_000
+    expect(cache.markDirty('E', { version: far })).toBe(far) // and raises the counter
+    expect(cache.markDirty('D')).toBe(far + 1)
     expect(() => cache.markDirty('E', { version: -1 })).toThrow(/positive integer/)
   })
 })

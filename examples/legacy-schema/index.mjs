@@ -77,9 +77,10 @@ async function main() {
     await admin.connect()
     await admin.query('CREATE SCHEMA IF NOT EXISTS stockcast_legacy_example')
     await admin.end()
+    // The session's TimeZone is the cache's: `current_date` (used to seed) and the cache's D0 are the same day.
     const pool = new pg.Pool({
       connectionString: process.env.DATABASE_URL,
-      options: '-c search_path=stockcast_legacy_example',
+      options: '-c search_path=stockcast_legacy_example -c TimeZone=America/Sao_Paulo',
     })
     db = fromPg(pool)
     close = () => pool.end()
@@ -88,6 +89,8 @@ async function main() {
     const pglite = new PGlite()
     db = fromPGlite(pglite)
     close = () => pglite.close()
+    // One session: the cache's time zone, so `current_date` (used to seed) is the cache's D0.
+    await db.execute("SET TIME ZONE 'America/Sao_Paulo'")
   }
   const capture = sqlChangeCapture(db, legacySchema, { prefix: 'legado' })
   await capture.uninstall().catch(() => {})
@@ -124,6 +127,9 @@ async function main() {
   await capture.install()
   const store = sqlStore(db, { table: 'legado_projecao' })
   await store.install()
+  // The rows above were written before the triggers existed, so no mark covers them: drop whatever an earlier run
+  // left in the projection table (a real app runs cache.rebuildAll() after a first install).
+  await store.clear()
   const cache = createStockCache({
     schema: legacySchema,
     reader: sqlReader(db, legacySchema),

@@ -291,6 +291,9 @@ class StockCacheImpl implements StockCache {
     this.#schema = options.schema
     this.#reader = options.reader
     this.#clock = options.clock ?? Date
+    // Versions start from the clock (ms x 1000), not from 0: a restarted or second instance then writes L2 entries
+    // that are newer than the ones an earlier process left, instead of being refused as older.
+    this.#version = Math.floor(this.#clock.now()) * 1000
     this.#exactClock = options.clock !== undefined && options.timers === undefined
     this.#timers = options.timers ?? defaultTimers
     this.#sourceIds = new Set(this.#schema.sources.map((s) => s.id))
@@ -617,8 +620,18 @@ class StockCacheImpl implements StockCache {
     held.push(mark)
   }
 
+  /** The version counter, moved up to the clock (ms x 1000): versions of different instances compare by time. */
+  #versionNow(): number {
+    const t = Math.floor(this.#clock.now()) * 1000
+    if (t > this.#version) this.#version = t
+    return this.#version
+  }
+
   #nextVersion(given: number | undefined): number {
-    if (given === undefined) return ++this.#version
+    if (given === undefined) {
+      this.#versionNow()
+      return ++this.#version
+    }
     if (typeof given !== 'number' || !Number.isSafeInteger(given) || given < 1) {
       throw new InvalidInputError(`markDirty: version must be a positive integer, got ${String(given)}`)
     }
@@ -903,7 +916,7 @@ class StockCacheImpl implements StockCache {
       // Every version handed out before this point is covered by what this batch reads (or is still held in an
       // open transaction, whose commit marks the product again): the entries get this version, so they are
       // monotonic per product and an L2 write from here never loses to an older entry.
-      const startVersion = this.#version
+      const startVersion = this.#versionNow()
       startSeqHolder.seq = startSeq
       const today = this.#currentDay()
       // What each product needs: a full read, some sources, or nothing (not dirty, inputs cached: a day rollover).
