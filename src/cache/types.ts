@@ -7,7 +7,10 @@ export interface StockProjection extends Projection {
   product: string
   /** The location, or null for a product without locations and for the all-locations roll-up. */
   location: string | null
-  /** The highest mark version this projection reflects (0 when none was ever marked). */
+  /**
+   * The cache's version counter when this projection's recompute started: at least the version of every mark it
+   * reflects. Counters start from and follow the clock (ms x 1000), so versions of instances and restarts compare.
+   */
   version: number
   /** Epoch ms when it was computed from the sources. */
   computedAt: number

@@ -158,7 +158,7 @@ for (const [name, make, down] of DIALECTS) {
         expect((await cache.get('S1')).stockToday).toBe(0)
         const strong = await cache.get('S1', { consistency: 'strong' })
         expect(strong.stockToday).toBe(7)
-        expect(strong.version).toBe(pending.get('S1'))
+        expect(strong.version).toBeGreaterThanOrEqual(pending.get('S1')!) // versions follow the clock; the mark's is below
       } finally {
         await cache.close()
       }
