@@ -320,6 +320,13 @@ export function createCapture(deps: CaptureDeps) {
           const rows = old.filter(isObj).map((r) => ({ ...r, ...Object.fromEntries(set) }))
           collect(node, rows, marks, after)
         }
+        // The products the data moves rows to, whichever rows match when the write runs: in a batch transaction
+        // the read above runs before the batch, so rows an earlier statement of the same batch creates are not in
+        // `old` (their old products are marked by that statement; their new ones only here).
+        for (const f of plan.productFields) {
+          const v = literalOf(data, f)
+          if (v !== undefined && v !== UNKNOWN) for (const table of plan.sourceTables) marks.add(table, productOf(v))
+        }
         break
       }
       case 'delete': {

@@ -109,7 +109,9 @@ export class Transactions {
                 self,
                 (tx: unknown) => {
                   ctx.client = tx
-                  return (arg as (tx: unknown) => unknown)(tx)
+                  // Prisma may start the callback from another async context (its connection pool resolves it):
+                  // enter ours again, so every operation of the callback finds this transaction's context.
+                  return als.run(ctx, () => (arg as (tx: unknown) => unknown)(tx))
                 },
                 options,
               )
