@@ -10,7 +10,7 @@ import {
   sqlOutboxQueries,
   startListener,
 } from './consumer.js'
-import { rewriteNamedParams } from './related.js'
+import { rewriteNamedParams, tablesNamed } from './related.js'
 import type { OutboxListener, SqlChangeCapture, SqlChangeCaptureOptions, VerifyReport } from './types.js'
 
 /** The version of the objects `install()` creates; bump it whenever the generated SQL changes. */
@@ -192,19 +192,6 @@ class MysqlCapture implements SqlChangeCapture {
 
   // ------------------------------------------------------------------ plan
 
-  /** Every table the schema names (sources and related), with who names it (for messages). */
-  #tablesNamed(): Map<string, string[]> {
-    const out = new Map<string, string[]>()
-    const add = (t: string, by: string): void => {
-      out.set(t, [...(out.get(t) ?? []), by])
-    }
-    for (const s of this.#schema.sources) add(s.table, `${s.kind} source "${s.id}"`)
-    this.#schema.related.forEach((r, i) => {
-      add(r.table, `related[${i}]`)
-    })
-    return out
-  }
-
   /**
    * Resolve every table and column the schema names (information_schema) and build the trigger bodies. With
    * `strict`, the first problem is a `ConfigError` (nothing has been changed yet); otherwise problems are returned
@@ -217,7 +204,7 @@ class MysqlCapture implements SqlChangeCapture {
     const currentDb = info?.db ?? null
     const foldCase = Number(info?.lctn ?? 0) !== 0
     const [outboxSchema, outboxBase] = splitQualified(this.#o.outbox)
-    const named = this.#tablesNamed()
+    const named = tablesNamed(this.#schema)
     if (currentDb === null && (outboxSchema === null || [...named.keys()].some((t) => splitQualified(t)[0] === null))) {
       throw new ConfigError(
         'sqlChangeCapture: the connection has no default database: name one in the connection (database: ...) or qualify every table and the outbox',
@@ -573,7 +560,7 @@ class MysqlCapture implements SqlChangeCapture {
     }
     // A trigger on a table that is now missing still exists: the table is what is reported missing, not an extra.
     const missingNamed = new Set(
-      [...this.#tablesNamed().keys()].flatMap((table) => EVENTS.map((e) => this.#triggerName(table, e.suffix))),
+      [...tablesNamed(this.#schema).keys()].flatMap((table) => EVENTS.map((e) => this.#triggerName(table, e.suffix))),
     )
     const extraTriggers: ExistingTrigger[] = []
     for (const x of existing) {

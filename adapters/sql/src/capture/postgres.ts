@@ -10,7 +10,7 @@ import {
   sqlOutboxQueries,
   startListener,
 } from './consumer.js'
-import { rewriteNamedParams } from './related.js'
+import { rewriteNamedParams, tablesNamed } from './related.js'
 import type { OutboxListener, SqlChangeCapture, SqlChangeCaptureOptions, VerifyReport } from './types.js'
 
 /** The version of the objects `install()` creates; bump it whenever the generated SQL changes. */
@@ -196,17 +196,6 @@ class PostgresCapture implements SqlChangeCapture {
 
   // ------------------------------------------------------------------ plan
 
-  /** Every table the schema names (sources and related), with who names it (for messages). */
-  #tablesNamed(): Map<string, string[]> {
-    const out = new Map<string, string[]>()
-    const add = (t: string, by: string): void => {
-      out.set(t, [...(out.get(t) ?? []), by])
-    }
-    for (const s of this.#schema.sources) add(s.table, `${s.kind} source "${s.id}"`)
-    for (const [i, r] of this.#schema.related.entries()) add(r.table, `related[${i}]`)
-    return out
-  }
-
   async #resolve(table: string): Promise<(ResolvedTable & { relkind: string }) | null> {
     const rows = await this.db.query<{ oid: unknown; relkind: string; qualified: string; columns: string[] }>(
       `SELECT c.oid::bigint AS oid, c.relkind::text AS relkind, format('%I.%I', n.nspname, c.relname) AS qualified,
@@ -228,7 +217,7 @@ class PostgresCapture implements SqlChangeCapture {
   async #plan(strict: boolean): Promise<{ plan: Plan; missingTables: string[] }> {
     const objectSchema = await this.#schemaName()
     const outbox = this.#outbox(objectSchema)
-    const named = this.#tablesNamed()
+    const named = tablesNamed(this.#schema)
     const resolved = new Map<string, ResolvedTable>()
     const missingTables: string[] = []
     for (const [table, by] of named) {

@@ -1,3 +1,4 @@
+import type { StockSchema } from 'stockcast'
 import type { SqlDialect } from '../types.js'
 
 const NAME_START = /[A-Za-z_]/
@@ -84,4 +85,15 @@ export function rewriteNamedParams(
     } else copyUntil(i + 1)
   }
   return { sql: out, params }
+}
+
+/** Every table a schema names (sources and related), with who names it (for install and verify messages). */
+export function tablesNamed(schema: StockSchema): Map<string, string[]> {
+  const out = new Map<string, string[]>()
+  const add = (t: string, by: string): void => {
+    out.set(t, [...(out.get(t) ?? []), by])
+  }
+  for (const s of schema.sources) add(s.table, `${s.kind} source "${s.id}"`)
+  for (const [i, r] of schema.related.entries()) add(r.table, `related[${i}]`)
+  return out
 }
