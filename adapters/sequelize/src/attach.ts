@@ -5,13 +5,15 @@ import { type Binding, bindModel, modelTable, type RelatedPlan } from './binding
 import { dialectOf, type Runner, runner } from './connection.js'
 import { TransactionMarks } from './marks.js'
 import { SEEN_WRITE, watchRawWrites } from './raw-writes.js'
+import { RETURNING_ROWS, ReturningRows, returnRowsOfBulkWrites } from './returning.js'
 import type { SequelizeLike, SequelizeModelLike, SequelizeTransactionLike } from './types.js'
 
 export interface AttachSequelizeOptions {
   /**
    * Warn once per table (process warning `STOCKCAST_SEQUELIZE_RAW_WRITE`) when SQL that no model hook sees writes to
    * a schema table (`sequelize.query`, `queryInterface.bulkInsert`, `hooks: false`). Turn it off when the SQL
-   * adapter's triggers capture those writes. Wraps `sequelize.query` while attached.
+   * adapter's triggers capture those writes. Wraps `sequelize.query` while attached (on PostgreSQL it is wrapped
+   * either way: bulk UPDATE/DELETE statements get a RETURNING clause for the products they change).
    * @default true
    */
   warnRawWrites?: boolean
@@ -104,9 +106,10 @@ class Changes {
  * columns through each attribute's `field`) marks the products it changes, after commit when it writes in a
  * transaction (explicit or CLS; savepoints included), at once otherwise. Covers `create`, `save`/`update`, `destroy`
  * and `restore` (paranoid models too), `upsert`, `bulkCreate`, `Model.update`/`Model.destroy`/`Model.restore` with
- * a `where` (the affected products are looked up before the statement, in its transaction, without forcing
- * `individualHooks`), `increment`/`decrement` and `truncate`. A key change marks the old and the new product; a
- * change to a `related` table marks what its query finds. A write that fails marks nothing.
+ * a `where` (on PostgreSQL the statement returns the affected products; otherwise they are looked up before it, in
+ * its transaction; `individualHooks` is never forced), `increment`/`decrement` and `truncate`. A key change marks the
+ * old and the new product; a change to a `related` table marks what its query finds. A write that fails marks
+ * nothing.
  *
  * Not captured: raw `sequelize.query` writes, calls with `hooks: false`, database cascades and other services:
  * install the SQL adapter's triggers for those (both together are fine: marks coalesce).
@@ -143,6 +146,8 @@ export function attachSequelize(
   const dialect: SqlDialect = dialectOf(sequelize)
   const run: Runner = runner(sequelize, dialect, {})
   const marks = new TransactionMarks(cache)
+  // PostgreSQL ends bulk UPDATE/DELETE with RETURNING: no SELECT before them (see returning.ts).
+  const useReturning = dialect === 'postgres'
   const tag = `stockcast-${++attachments}`
   const undo: Array<() => void> = []
   const Sequelize = (sequelize as { constructor?: unknown }).constructor as {
@@ -420,20 +425,53 @@ export function attachSequelize(
     return flush(ch, o)
   })
 
+  /**
+   * PostgreSQL: a box the statement fills with the rows it changed (`RETURNING`), instead of a SELECT before it. Only
+   * when the statement leaves the lookup attributes as they were (the rows' products then are the same before and
+   * after) and the call did not ask for `returning` itself.
+   */
+  const returningBox = (b: Binding, o: HookOptions, where: unknown): ReturningRows | undefined => {
+    if (!useReturning || o.returning) return undefined
+    const box = new ReturningRows(b.lookupFields, b.lookupAttrs, () => findRows(b, where, o, b.lookupAttrs, true))
+    o[RETURNING_ROWS] = box
+    return box
+  }
+  /** The rows a box holds, or a StockcastError when the statement never reached the query wrapper. */
+  const rowsOf = (b: Binding, box: ReturningRows, what: string): Row[] => {
+    if (box.rows !== undefined) return box.rows
+    throw new StockcastError(
+      `attachSequelize: the ${what} of ${b.model.name} ran without passing its options to sequelize.query, so the ` +
+        'products it changed are unknown (this Sequelize version changed how bulk statements run; please report it)',
+      { source: b.parts[0]?.table },
+    )
+  }
+
   hook('beforeBulkUpdate', async function (this: unknown, o: HookOptions) {
     if (o !== null && typeof o === 'object') o[SEEN_WRITE] = true
     if (o?.individualHooks) return // Sequelize runs beforeUpdate/afterUpdate per row: they mark
     const b = bindingOf(this)
     if (b === null) return
     const set: Row = o.attributes ?? {}
+    if (!b.lookupAttrs.some((a) => a in set) && returningBox(b, o, o.where) !== undefined) return
     const computed = b.lookupAttrs.some((a) => a in set && !isPlain(set[a]))
     const attrs = computed ? [...new Set([...b.lookupAttrs, ...b.pkAttrs])] : b.lookupAttrs
     stash.set(o, { rows: await findRows(b, o.where, o, attrs, !computed), reread: computed })
   })
   hook('afterBulkUpdate', async function (this: unknown, o: HookOptions) {
-    const found = stash.get(o)
     const b = bindingOf(this)
-    if (found === undefined || b === null) return
+    if (b === null) return
+    const box = o?.[RETURNING_ROWS]
+    if (box instanceof ReturningRows) {
+      delete o[RETURNING_ROWS]
+      // Sequelize runs no statement when nothing but `updatedAt` (or nothing) is set.
+      const updatedAt = (b.model as { _timestampAttributes?: { updatedAt?: string } })._timestampAttributes?.updatedAt
+      if (box.rows === undefined && Object.keys(o.attributes ?? {}).every((a) => a === updatedAt)) return
+      const ch = new Changes(b)
+      for (const row of rowsOf(b, box, 'update')) ch.add(row)
+      return flush(ch, o)
+    }
+    const found = stash.get(o)
+    if (found === undefined) return
     stash.delete(o)
     const set: Row = o.attributes ?? {}
     const ch = new Changes(b)
@@ -453,15 +491,25 @@ export function attachSequelize(
       if (o?.individualHooks) return
       const b = bindingOf(this)
       if (b === null) return
+      // Restore builds its statement's options anew (the box would not reach it); truncate takes no RETURNING.
+      if (t === 'Destroy' && !o.truncate && returningBox(b, o, o.where) !== undefined) return
       stash.set(o, { rows: await findRows(b, o.truncate ? undefined : o.where, o, b.lookupAttrs, true), reread: false })
     })
     hook(`afterBulk${t}`, function (this: unknown, o: HookOptions) {
-      const found = stash.get(o)
       const b = bindingOf(this)
-      if (found === undefined || b === null) return
-      stash.delete(o)
+      if (b === null) return
+      const box = o?.[RETURNING_ROWS]
+      let rows: Row[] | undefined
+      if (box instanceof ReturningRows) {
+        delete o[RETURNING_ROWS]
+        rows = rowsOf(b, box, 'destroy')
+      } else {
+        rows = stash.get(o)?.rows
+        stash.delete(o)
+      }
+      if (rows === undefined) return
       const ch = new Changes(b)
-      for (const row of found.rows) ch.add(row)
+      for (const row of rows) ch.add(row)
       return flush(ch, o)
     })
   }
@@ -518,6 +566,7 @@ export function attachSequelize(
         process.emitWarning(messageOf(e), { code: UNMAPPED_MODEL_WARNING })
       }
     })
+    if (useReturning) undo.push(returnRowsOfBulkWrites(sequelize))
     if (options.warnRawWrites ?? true) {
       undo.push(watchRawWrites(sequelize, schema, (model) => bindingOf(model)?.parts[0]?.table))
     }

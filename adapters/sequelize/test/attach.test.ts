@@ -266,11 +266,21 @@ for (const dialect of DIALECTS) {
         expect(Object.hasOwn(sequelize, 'query')).toBe(false)
       })
 
-      it('warnRawWrites: false leaves sequelize.query alone', () => {
+      it('warnRawWrites: false warns of nothing; sequelize.query is wrapped only on PostgreSQL (RETURNING)', async () => {
+        await opsModels(sequelize)
         const cache = newCache()
         const detach = attachSequelize(sequelize, cache, opsSchema, { warnRawWrites: false })
+        const [a] = skus(1)
+        try {
+          expect(Object.hasOwn(sequelize, 'query')).toBe(dialect === 'postgres')
+          const quiet = await rawWriteWarnings(async () => {
+            await sequelize.query(`INSERT INTO ops_movements (sku, qty) VALUES ('${a}', 1)`)
+          })
+          expect(quiet).toEqual([])
+        } finally {
+          detach()
+        }
         expect(Object.hasOwn(sequelize, 'query')).toBe(false)
-        detach()
       })
     })
   })
