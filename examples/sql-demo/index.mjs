@@ -60,7 +60,7 @@ await capture.install()
 const store = sqlStore(db)
 await store.install()
 console.log(`installed triggers and outbox in ${ms(t0)}; verify: ${(await capture.verify()).ok ? 'ok' : 'NOT OK'}`)
-// One instance here; with several, add a bus (@stockcast/redis) so peers drop their L1 copies. memory.ttl bounds
+// One instance here; with several, add a bus (the `bus` option, an InvalidationBus such as Redis pub/sub) so peers drop their L1 copies. memory.ttl bounds
 // how long an L1 value can outlive a write another instance consumed.
 const cache = createStockCache({
   schema,
