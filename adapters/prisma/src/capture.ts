@@ -1,7 +1,9 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { InvalidInputError, SourceUnavailableError, type StockCache, StockcastError } from 'stockcast'
 import type { GlobalOmit } from './metadata.js'
+import { pinnedProducts } from './pinned.js'
 import type { ModelPlan, Plans, RelatedPlan } from './plan.js'
-import type { Placement, Transactions, TxContext } from './transactions.js'
+import { type Placement, prismaTransactionOf, type Transactions, type TxContext } from './transactions.js'
 
 type Obj = Record<string, unknown>
 type Query = (args: unknown) => Promise<unknown>
@@ -92,11 +94,25 @@ export interface CaptureDeps {
   readonly report: (error: unknown) => void
   /** The client's global `omit` (null: none; undefined: unknown, so every write asks for the fields it needs). */
   readonly globalOmit: GlobalOmit | null | undefined
+  /** The client's database provider (`readProvider`); undefined when unknown. */
+  readonly provider: string | undefined
 }
+
+/** The keys of an `updateMany` call the `updateManyAndReturn` that replaces it can take over unchanged. */
+const UPDATE_MANY_KEYS: ReadonlySet<string> = new Set(['where', 'data', 'limit'])
 
 /** The `$allOperations` hook: runs the write and marks the products it touched. */
 export function createCapture(deps: CaptureDeps) {
-  const { plans, base, cache, transactions, report, globalOmit } = deps
+  const { plans, base, cache, transactions, report, globalOmit, provider } = deps
+  // PostgreSQL and CockroachDB: `updateManyAndReturn` exists, and a product filter `= v` matches rows whose product
+  // is exactly v (MySQL's default collations match other spellings: a pinned `where` proves nothing there).
+  const postgresFamily = provider === 'postgresql' || provider === 'cockroachdb'
+  /**
+   * The `updateManyAndReturn` this hook runs through an interactive transaction client re-enters this hook: it is
+   * told here to pass through (the `updateMany` that ran it marks its rows). Should the context not reach it, it
+   * marks the same rows in the same transaction again: a double mark, never a missed one.
+   */
+  const issuing = new AsyncLocalStorage<{ readonly model: string; entered: boolean }>()
   const planOf = (model: string) => plans.byModel.get(model)
   /** Fields of a model the client leaves out of results by default, among those the extension needs. */
   const omittedByDefault = new Map<string, readonly string[] | 'unknown'>()
@@ -229,6 +245,11 @@ export function createCapture(deps: CaptureDeps) {
   }): Promise<unknown> {
     const { model, operation, query } = params
     if (model === undefined || !WRITE_OPERATIONS.has(operation)) return query(params.args)
+    const issued = issuing.getStore()
+    if (issued !== undefined && !issued.entered && issued.model === model && operation === 'updateManyAndReturn') {
+      issued.entered = true
+      return query(params.args)
+    }
     const plan = planOf(model)
     if (plan === undefined) return query(params.args)
     const args: Obj = isObj(params.args) ? params.args : {}
@@ -310,15 +331,29 @@ export function createCapture(deps: CaptureDeps) {
           )
         }
         const node = nodeOf(plan, [])
-        const old = (await delegate().findMany!({ where: args.where, select: selectOf(node) })) as unknown[]
-        collect(node, old, marks, before)
-        await runBefore(before, reader, marks)
-        result = await query(args)
-        // The rows after the write: the old values with the data's literal values over them.
-        const set = news.filter(([, v]) => v !== undefined)
-        if (set.length > 0) {
-          const rows = old.filter(isObj).map((r) => ({ ...r, ...Object.fromEntries(set) }))
-          collect(node, rows, marks, after)
+        const pinned = noReadPins(plan, args.where)
+        if (pinned !== null) {
+          // The rows' old products are among the pinned values (the data's new ones are marked below): no read.
+          for (const v of pinned) for (const table of plan.sourceTables) marks.add(table, productOf(v))
+          result = await query(args)
+        } else {
+          const written = await updateReturning(plan, args, params, place, reader, node)
+          if (written !== null) {
+            // No row changes a field a mark depends on: the rows written are the rows to mark, before and after.
+            collect(node, written, marks, after)
+            result = { count: written.length }
+          } else {
+            const old = (await delegate().findMany!({ where: args.where, select: selectOf(node) })) as unknown[]
+            collect(node, old, marks, before)
+            await runBefore(before, reader, marks)
+            result = await query(args)
+            // The rows after the write: the old values with the data's literal values over them.
+            const set = news.filter(([, v]) => v !== undefined)
+            if (set.length > 0) {
+              const rows = old.filter(isObj).map((r) => ({ ...r, ...Object.fromEntries(set) }))
+              collect(node, rows, marks, after)
+            }
+          }
         }
         // The products the data moves rows to, whichever rows match when the write runs: in a batch transaction
         // the read above runs before the batch, so rows an earlier statement of the same batch creates are not in
@@ -345,6 +380,14 @@ export function createCapture(deps: CaptureDeps) {
         break
       }
       case 'deleteMany': {
+        const pinned = plan.cascades.size === 0 ? noReadPins(plan, args.where) : null
+        if (pinned !== null) {
+          // The deleted rows' products are among the pinned values, and no cascade deletes other rows: no read.
+          for (const v of pinned) for (const table of plan.sourceTables) marks.add(table, productOf(v))
+          result = await query(args)
+          break
+        }
+        // Prisma has no deleteManyAndReturn: the rows are read before they go.
         const node = cascadeNodeOf(plan)
         const old = await delegate().findMany!({ where: args.where, select: selectOf(node) })
         collect(node, old, marks, before)
@@ -358,6 +401,48 @@ export function createCapture(deps: CaptureDeps) {
     await afterWrite(after, place, reader, marks)
     apply(marks, place)
     return result
+  }
+
+  /**
+   * The products a write's `where` pins (`pinnedProducts`), when they are exactly the rows' old products: only on
+   * PostgreSQL, and only for a model whose marks come from its product fields alone (no `related` query).
+   */
+  function noReadPins(plan: ModelPlan, where: unknown): ReadonlyArray<string | number | bigint> | null {
+    if (!postgresFamily || plan.related.length > 0) return null
+    return pinnedProducts(where, plan.productFields)
+  }
+
+  /**
+   * An `updateMany` run as `updateManyAndReturn` selecting the needed fields: the written rows without a read before
+   * the write. Null when that cannot replace it: another provider, a batch transaction (its statement list cannot
+   * take another operation), a transaction Prisma does not report, or a call with keys it does not know.
+   */
+  async function updateReturning(
+    plan: ModelPlan,
+    args: Obj,
+    params: unknown,
+    place: Placement,
+    reader: Obj,
+    node: NeedNode,
+  ): Promise<unknown[] | null> {
+    if (!postgresFamily || node.fields.length === 0 || !isObj(args.data) || touches(plan, args.data)) return null
+    if (Object.keys(args).some((k) => !UPDATE_MANY_KEYS.has(k))) return null
+    const ref = prismaTransactionOf(params)
+    const ctx = place.ctx
+    // Outside any transaction: the base client (no extension to re-enter). Inside an interactive one: its client.
+    const outside = ref === null
+    const inItx =
+      ref?.kind === 'itx' && ctx?.kind === 'itx' && !place.now && ctx.scope.state === 'open' && ctx.client === reader
+    if (!outside && !inItx) return null
+    const delegate = reader[plan.delegate] as Record<string, unknown> | undefined
+    const run = delegate?.updateManyAndReturn
+    if (typeof run !== 'function') return null
+    const q: Obj = { where: args.where, data: args.data, select: selectOf(node) }
+    if (args.limit !== undefined) q.limit = args.limit
+    const rows = outside
+      ? await run.call(delegate, q)
+      : await issuing.run({ model: plan.info.name, entered: false }, async () => await run.call(delegate, q))
+    return listOf(rows)
   }
 
   /** Related queries on the rows as they were: before the write, where this write's transaction sees them. */

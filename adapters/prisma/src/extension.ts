@@ -6,6 +6,7 @@ import {
   type ModelInfo,
   modelsFromDmmf,
   readClientInternals,
+  readProvider,
   withExplicitModels,
 } from './metadata.js'
 import { type Plans, planModels } from './plan.js'
@@ -114,6 +115,7 @@ export function stockcastExtension(options: StockcastExtensionOptions): Stockcas
       transactions,
       report,
       globalOmit: internals.globalOmit,
+      provider: readProvider(client),
     })
     const original = client.$transaction as (...args: unknown[]) => Promise<unknown>
     return client.$extends({

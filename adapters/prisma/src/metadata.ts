@@ -86,6 +86,17 @@ export function readClientInternals(client: unknown): ClientInternals {
   }
 }
 
+/**
+ * @internal The database provider of a Prisma client (`'postgresql'`, `'cockroachdb'`, `'mysql'`, ...), as the
+ * generated client declares it: `_activeProvider` of the client (Prisma 7.10; extended and transaction clients
+ * pass it through). Prisma exposes no public equivalent. Undefined when not there (`test/metadata.canary.test.ts`
+ * fails then): the caller treats an unknown provider as one without `updateManyAndReturn`.
+ */
+export function readProvider(client: unknown): string | undefined {
+  const provider = (client as { _activeProvider?: unknown } | null | undefined)?._activeProvider
+  return typeof provider === 'string' && provider !== '' ? provider : undefined
+}
+
 /** Apply the explicit `models` option over what the metadata says (or instead of it). */
 export function withExplicitModels(found: readonly ModelInfo[], explicit: Record<string, ModelMapping> | undefined) {
   const byName = new Map(found.map((m) => [m.name, m]))

@@ -1,6 +1,12 @@
 import { PrismaPg } from '@prisma/adapter-pg'
 import { describe, expect, it } from 'vitest'
-import { type ModelInfo, modelsFromDmmf, readClientInternals, withExplicitModels } from '../src/metadata.js'
+import {
+  type ModelInfo,
+  modelsFromDmmf,
+  readClientInternals,
+  readProvider,
+  withExplicitModels,
+} from '../src/metadata.js'
 import { PrismaClient } from './generated/client/client'
 // The classic generator's client: it exports the public Prisma.dmmf.
 import jsClient from './generated/js/index.js'
@@ -70,6 +76,23 @@ describe('model metadata', () => {
     expect(internals.globalOmit).toEqual({ stockMove: { productCode: true } })
     expect(readClientInternals(client).globalOmit).toBeNull()
     expect(readClientInternals({})).toEqual({ models: undefined, globalOmit: undefined })
+  })
+
+  // The provider decides whether updateMany can run as updateManyAndReturn (and trust a pinned `where`) instead of
+  // reading the affected rows first: without it the extension keeps the read (correct, one more query).
+  it("the client's database provider is still on the client", () => {
+    const provider = readProvider(client)
+    if (provider === undefined) {
+      throw new Error(
+        'Prisma no longer keeps _activeProvider on the client: update readProvider() in src/metadata.ts for this ' +
+          'Prisma version (until then updateMany and deleteMany read the affected rows before every write)',
+      )
+    }
+    expect(provider).toBe('postgresql')
+    expect(readProvider(client.$extends({}))).toBe('postgresql')
+    expect(readProvider(new jsClient.PrismaClient({ adapter: adapter() }))).toBe('postgresql')
+    expect(readProvider({})).toBeUndefined()
+    expect(readProvider(null)).toBeUndefined()
   })
 
   it('reads the same mapping from the public Prisma.dmmf (prisma-client-js generator)', () => {
