@@ -158,11 +158,11 @@ export async function main({
         },
       ],
       [
-        'Model.update by id (looks the product up first)',
+        'Model.update by id (PostgreSQL: RETURNING)',
         (i) => m.OrderLine.update({ openQty: 1 + (i % 7) }, { where: { id: lineIds[i % lineIds.length] } }),
       ],
       [
-        'Model.destroy by id (looks the product up first)',
+        'Model.destroy by id (PostgreSQL: RETURNING)',
         (i) => m.StockMovement.destroy({ where: { id: victims[i] } }),
       ],
     ]
@@ -172,6 +172,7 @@ export async function main({
     const perOp = []
     for (const [name, fn] of single) {
       const best = { off: Infinity, on: Infinity }
+      const cpu = { off: Infinity, on: Infinity }
       for (let r = 0; r < singleRounds; r++) {
         for (const mode of r % 2 === 0 ? ['off', 'on'] : ['on', 'off']) {
           if (name.startsWith('Model.destroy')) {
@@ -182,15 +183,24 @@ export async function main({
           }
           const detach = mode === 'on' ? attachSequelize(sequelize, held, schema, { warnRawWrites: false }) : () => {}
           const t0 = now()
+          const c0 = process.cpuUsage()
           for (let i = 0; i < singleOps; i++) await fn(i)
           best[mode] = Math.min(best[mode], ((now() - t0) / singleOps) * 1000)
+          const used = process.cpuUsage(c0)
+          cpu[mode] = Math.min(cpu[mode], (used.user + used.system) / singleOps)
           detach()
         }
       }
-      perOp.push([name, `${best.off.toFixed(0)} us`, `${best.on.toFixed(0)} us`, pct(best.on / best.off)])
+      perOp.push([
+        name,
+        `${best.off.toFixed(0)} us`,
+        `${best.on.toFixed(0)} us`,
+        pct(best.on / best.off),
+        `${cpu.off.toFixed(0)} / ${cpu.on.toFixed(0)} us`,
+      ])
     }
     await held.flush()
-    printTable(['operation', 'no stockcast', 'hooks attached', 'overhead'], perOp)
+    printTable(['operation', 'no stockcast', 'hooks attached', 'overhead', 'client CPU per op (off / on)'], perOp)
 
     // 2. The write-heavy workload without stockcast, with the hooks marking a cache that recomputes only after the
     //    round (the hooks' own cost), and with the hooks and a live cache recomputing as marks come (default debounce).
