@@ -58,7 +58,7 @@ for (const dialect of DIALECTS) {
           const rollback = rnd(6) === 0
           try {
             await sequelize.transaction(async (tx) => {
-              const op = rnd(4)
+              const op = rnd(6)
               if (op === 0) {
                 await m.Movement.create({ product: p, qty: 1 }, { transaction: tx })
                 gained.set(p, 1)
@@ -75,6 +75,17 @@ for (const dialect of DIALECTS) {
                   { transaction: tx },
                 )
                 gained.set(p, 1)
+              } else if (op === 3) {
+                // A bulk update by a where that leaves the product as it is (PostgreSQL: products from RETURNING).
+                const list = ids.get(p)!
+                await m.Movement.update(
+                  { qty: sequelize.literal('qty + 1') },
+                  { where: { id: list[rnd(list.length)]! }, transaction: tx },
+                )
+                gained.set(p, 1)
+              } else if (op === 4) {
+                // A bulk delete by a where among the mixed products (PostgreSQL: products from RETURNING).
+                await m.Movement.destroy({ where: { product: q, qty: 2 }, transaction: tx })
               } else {
                 // A key change and a bulk move among the mixed products.
                 const r = mixed[rnd(mixed.length)]!
