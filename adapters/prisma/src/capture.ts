@@ -517,6 +517,12 @@ function selectOf(node: NeedNode): Obj {
   const select: Obj = {}
   for (const f of node.fields) select[f] = true
   for (const [rel, child] of node.children) select[rel] = { select: selectOf(child) }
+  if (Object.keys(select).length === 0) {
+    // Nothing needed from the row itself (a `related` query without parameters needs only to know rows matched),
+    // but Prisma rejects an empty select: read one scalar field.
+    const first = node.plan.info.columns.keys().next()
+    if (first.done !== true) select[first.value] = true
+  }
   return select
 }
 
