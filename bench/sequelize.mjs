@@ -84,11 +84,14 @@ async function workload(m, sequelize, { ops, workers, products, lineIds, seed: s
     else await m.StockMovement.destroy({ where: { id: 1 + rnd(products) } })
   }
   const t0 = now()
+  const c0 = process.cpuUsage()
   await Promise.all(
     Array.from({ length: workers }, async () => {
       while (next++ < ops) await one()
     }),
   )
+  const used = process.cpuUsage(c0)
+  workload.cpuPerOp = (used.user + used.system) / ops
   return (ops / (now() - t0)) * 1000
 }
 
@@ -96,7 +99,7 @@ export async function main({
   products = 2000,
   ops = 2000,
   workers = 8,
-  rounds = 5,
+  rounds = 7,
   singleOps = 200,
   singleRounds = 5,
   bulk = 100_000,
@@ -161,10 +164,7 @@ export async function main({
         'Model.update by id (PostgreSQL: RETURNING)',
         (i) => m.OrderLine.update({ openQty: 1 + (i % 7) }, { where: { id: lineIds[i % lineIds.length] } }),
       ],
-      [
-        'Model.destroy by id (PostgreSQL: RETURNING)',
-        (i) => m.StockMovement.destroy({ where: { id: victims[i] } }),
-      ],
+      ['Model.destroy by id (PostgreSQL: RETURNING)', (i) => m.StockMovement.destroy({ where: { id: victims[i] } })],
     ]
     console.log(
       `\n### one write at a time: ${single.length} operations, ${singleOps} each, best of ${singleRounds} alternating rounds`,
@@ -214,6 +214,7 @@ export async function main({
       { name: 'live', cache: live },
     ]
     const runs = { off: [], held: [], live: [] }
+    const cpus = { off: [], held: [], live: [] }
     const options = { ops, workers, products, lineIds }
     await workload(m, sequelize, { ...options, ops: Math.floor(ops / 4), seed: 99 }) // warm-up (JIT, pool)
     let marks = 0
@@ -226,12 +227,14 @@ export async function main({
         const c = configs[(i + r) % configs.length]
         if (c.cache === undefined) {
           runs.off.push(await workload(m, sequelize, { ...options, seed: r + 1 }))
+          cpus.off.push(workload.cpuPerOp)
           continue
         }
         await c.cache.rebuildAll() // in step with the tables again (the other rounds wrote without marking it)
         const detach = attachSequelize(sequelize, c.cache, schema, { warnRawWrites: false })
         const m0 = c.cache.metrics()
         runs[c.name].push(await workload(m, sequelize, { ...options, seed: r + 1 }))
+        cpus[c.name].push(workload.cpuPerOp)
         detach()
         await c.cache.flush()
         if (c.name === 'live') {
@@ -245,26 +248,20 @@ export async function main({
       }
     }
     const off = median(runs.off)
-    const heldOps = median(runs.held)
-    const liveOps = median(runs.live)
+    // Per round, each configuration against the no-stockcast run of the same round (same table sizes, same load on
+    // the machine at about the same time): the median of these paired ratios is steadier than a ratio of medians.
+    const paired = (name) => median(runs[name].map((x, r) => x / runs.off[r]))
+    const cpuOf = (name) => `${median(cpus[name]).toFixed(0)} us`
+    const row = (label, name, target) => {
+      const ratio = paired(name)
+      return [label, fmtInt(median(runs[name])), `${ratio.toFixed(2)}x`, pct(1 / ratio), cpuOf(name), target]
+    }
     printTable(
-      ['configuration', 'ops/s (median)', 'ratio vs no stockcast', 'overhead', 'target'],
+      ['configuration', 'ops/s (median)', 'paired ratio (median)', 'overhead', 'client CPU / op', 'target'],
       [
-        ['Sequelize, no stockcast', fmtInt(off), '1.00x', '', ''],
-        [
-          'attachSequelize, marks only (recompute after the round)',
-          fmtInt(heldOps),
-          `${(heldOps / off).toFixed(2)}x`,
-          pct(off / heldOps),
-          '<= +10 %',
-        ],
-        [
-          'attachSequelize + live cache recomputing meanwhile',
-          fmtInt(liveOps),
-          `${(liveOps / off).toFixed(2)}x`,
-          pct(off / liveOps),
-          '',
-        ],
+        ['Sequelize, no stockcast', fmtInt(off), '1.00x', '', cpuOf('off'), ''],
+        row('attachSequelize, marks only (recompute after the round)', 'held', '<= +10 %'),
+        row('attachSequelize + live cache recomputing meanwhile', 'live', ''),
       ],
     )
     console.log(
