@@ -9,7 +9,15 @@ import { fileURLToPath } from 'node:url'
 import { versionOf } from './lib.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
-const scripts = ['l1-get.mjs', 'calculator.mjs', 'coalescing.mjs', 'sql-postgres.mjs', 'sequelize.mjs', 'prisma.mjs']
+const scripts = [
+  'l1-get.mjs',
+  'calculator.mjs',
+  'coalescing.mjs',
+  'sql-postgres.mjs',
+  'sql-mariadb.mjs',
+  'sequelize.mjs',
+  'prisma.mjs',
+]
 
 const cpu = cpus()
 console.log('# stockcast bench')
