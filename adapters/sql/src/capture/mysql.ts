@@ -119,12 +119,12 @@ function fit(name: string, keepSuffix = ''): string {
  * write the changed products (old and new on a key change) into an outbox, in the writer's own transaction; the
  * listener polls it. Use through `sqlChangeCapture(db, schema, options)`.
  *
- * Row triggers cost one outbox write per row: a 100 000-row `INSERT .. SELECT` takes about 3.5 x the trigger-free
- * time on MariaDB 10.11. `bulkImport` switches its session to a cheap mode: inserts above the AUTO_INCREMENT floor
- * recorded at its start skip the write (one comparison per row; their products are read back by one range scan
- * when it settles) and other changes go to a small de-duplicating table. The same import then takes about 1.4 x
- * for the statement (the cost of invoking a row trigger at all) and 1.6 x with the final move of the distinct
- * products into the outbox.
+ * Row triggers cost one outbox write per row: a 100 000-row `INSERT .. SELECT` takes 3.4-3.6 x the trigger-free
+ * time on MariaDB 10.11 (`node bench/sql-mariadb.mjs`). `bulkImport` switches its session to a cheap mode: inserts
+ * above the AUTO_INCREMENT floor recorded at its start skip the write (one comparison per row; their products are
+ * read back by one range scan when it settles) and other changes go to a small de-duplicating table. The same import
+ * then takes 1.30-1.42 x for the statement (an empty row trigger alone costs 1.08-1.18 x) and 1.41-1.55 x with the
+ * final move of the distinct products into the outbox.
  *
  * @example
  * ```ts
