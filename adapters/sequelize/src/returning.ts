@@ -38,7 +38,8 @@ export function returnRowsOfBulkWrites(sequelize: SequelizeLike): () => void {
   const own = Object.getOwnPropertyDescriptor(target, 'query')
   const original = target.query
   let active = true
-  const wrapped = async function (this: unknown, ...args: unknown[]): Promise<unknown> {
+  // Every query of the app passes here: the common case returns the original call as it is (no async wrapper).
+  const wrapped = function (this: unknown, ...args: unknown[]): Promise<unknown> {
     const options = args[1] as Record<string | symbol, unknown> | undefined
     const box = options?.[RETURNING_ROWS]
     if (
@@ -50,6 +51,10 @@ export function returnRowsOfBulkWrites(sequelize: SequelizeLike): () => void {
     ) {
       return original.apply(this, args)
     }
+    return withReturning.call(this, box, args)
+  }
+  const withReturning = async function (this: unknown, box: ReturningRows, args: unknown[]): Promise<unknown> {
+    const options = args[1] as Record<string | symbol, unknown>
     const sql = args[0]
     const text = typeof sql === 'string' ? sql : (sql as { query?: unknown } | null)?.query
     if (typeof text !== 'string' || !STATEMENT.test(text)) {
