@@ -1,6 +1,7 @@
 import type { StockCache, StockcastError } from 'stockcast'
 import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest'
 import { DATABASES, day, erpSchema, HOLD_MARKS, stack, type TestDb } from './helpers/db.js'
+import { markProbes } from './helpers/marks.js'
 import { describeService } from './services.js'
 
 // Relations: nested writes, database cascades, and `related` tables (an order's status decides whether its picking
@@ -31,17 +32,10 @@ for (const database of DATABASES) {
       errors.length = 0
     })
 
-    const prime = async (products: readonly string[]) => {
-      await cache.getMany(products)
-      for (const x of products) expect(cache.peek(x), `${x} primed`).toBeDefined()
-    }
-    const markedOf = (products: readonly string[]) => products.filter((x) => cache.peek(x) === undefined).sort()
-    const truthMatches = async (products: readonly string[]) => {
-      await cache.flush()
-      const report = await cache.validate({ products })
-      expect(report.mismatches).toEqual([])
-      expect(errors).toEqual([])
-    }
+    const { prime, markedOf, truthMatches } = markProbes(
+      () => cache,
+      () => errors,
+    )
     /** An order with one item per product (written through the plain client: no marks). */
     const order = (products: readonly string[], status = 'OPEN') =>
       db.prisma.order.create({

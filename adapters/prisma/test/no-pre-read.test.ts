@@ -4,6 +4,7 @@ import { stockcastExtension } from '../src/index.js'
 import { pinnedProducts } from '../src/pinned.js'
 import { type Prisma, PrismaClient } from './generated/client/client'
 import { DATABASES, day, erpSchema, HOLD_MARKS, stack, type TestDb } from './helpers/db.js'
+import { markProbes } from './helpers/marks.js'
 import { describeService } from './services.js'
 
 // updateMany and deleteMany without the read of the affected rows: a `where` that pins the product needs no read
@@ -109,18 +110,10 @@ for (const database of DATABASES) {
 
     const move = (productCode: string, quantity: number, note: string | null = null) =>
       db.prisma.stockMove.create({ data: { productCode, quantity, note } })
-    const prime = async (products: readonly string[]) => {
-      await cache.getMany(products)
-      for (const x of products) expect(cache.peek(x), `${x} primed`).toBeDefined()
-    }
-    const markedOf = (products: readonly string[]) => products.filter((x) => cache.peek(x) === undefined).sort()
-    const truthMatches = async (products: readonly string[]) => {
-      await cache.flush()
-      const report = await cache.validate({ products })
-      expect(report.mismatches).toEqual([])
-      expect(report.checked).toBe(products.length)
-      expect(errors).toEqual([])
-    }
+    const { prime, markedOf, truthMatches } = markProbes(
+      () => cache,
+      () => errors,
+    )
     /** The row statements `fn` issues, by verb (`SELECT`, `UPDATE`...), in order. */
     const statementsOf = async <T>(fn: () => Promise<T>): Promise<{ result: T; verbs: string[]; sql: string[] }> => {
       statements.length = 0

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { stockcastExtension } from '../src/index.js'
 import { type Prisma, PrismaClient } from './generated/client/client'
 import { DATABASES, erpSchema, HOLD_MARKS, stack, type TestDb } from './helpers/db.js'
+import { markProbes } from './helpers/marks.js'
 import { describeService } from './services.js'
 
 // Every write operation of a model delegate, outside a transaction and inside both kinds of transaction, committed
@@ -221,18 +222,7 @@ for (const database of DATABASES) {
       await db?.close()
     })
 
-    /** Load products into L1 (clean), so `peek` turns undefined exactly when they are marked. */
-    const prime = async (products: readonly string[]) => {
-      await cache.getMany(products)
-      for (const p of products) expect(cache.peek(p), `${p} primed`).toBeDefined()
-    }
-    const markedOf = (products: readonly string[]) => products.filter((p) => cache.peek(p) === undefined)
-    const truthMatches = async (products: readonly string[]) => {
-      await cache.flush()
-      const report = await cache.validate({ products })
-      expect(report.mismatches).toEqual([])
-      expect(report.checked).toBe(products.length)
-    }
+    const { prime, markedOf, truthMatches } = markProbes(() => cache)
 
     for (const c of CASES) {
       describe(c.name, () => {
