@@ -5,6 +5,7 @@ import { type Binding, bindModel, modelTable, type RelatedPlan } from './binding
 import { dialectOf, type Runner, runner } from './connection.js'
 import { TransactionMarks } from './marks.js'
 import { SEEN_WRITE, watchRawWrites } from './raw-writes.js'
+import { replaceMethod } from './replace.js'
 import { RETURNING_ROWS, ReturningRows, returnRowsOfBulkWrites } from './returning.js'
 import type { SequelizeLike, SequelizeModelLike, SequelizeTransactionLike } from './types.js'
 
@@ -521,7 +522,6 @@ export function attachSequelize(
     if (bindingOf(model) === null) return
     patched.add(model)
     const m = model as unknown as SequelizeModelLike & { increment: (...args: any[]) => Promise<unknown> }
-    const own = Object.getOwnPropertyDescriptor(m, 'increment')
     const original = m.increment
     const increment = async function (this: SequelizeModelLike, fields: unknown, o?: HookOptions) {
       const b = bindingOf(this)
@@ -546,12 +546,7 @@ export function attachSequelize(
       await flush(ch, opts)
       return result
     }
-    Object.defineProperty(m, 'increment', { value: increment, configurable: true, writable: true })
-    undo.push(() => {
-      if (m.increment !== increment) return
-      if (own !== undefined) Object.defineProperty(m, 'increment', own)
-      else delete (m as { increment?: unknown }).increment
-    })
+    undo.push(replaceMethod(m, 'increment', increment))
   }
 
   try {

@@ -1,5 +1,6 @@
 import type { StockSchema } from 'stockcast'
 import { INTERNAL } from './connection.js'
+import { replaceMethod } from './replace.js'
 import type { SequelizeLike } from './types.js'
 
 /** Set on the options of writes the hooks saw (an instance `destroy` issues its DELETE without naming the model). */
@@ -33,9 +34,7 @@ export function watchRawWrites(
   }
   const declared = new Set(byName.values())
   const warned = new Set<string>()
-  const target = sequelize as unknown as { query: (...args: unknown[]) => unknown }
-  const own = Object.getOwnPropertyDescriptor(target, 'query')
-  const original = target.query
+  const original = (sequelize as unknown as { query: (...args: unknown[]) => unknown }).query
   const warn = (table: string, how: string) => {
     warned.add(table)
     process.emitWarning(
@@ -78,12 +77,9 @@ export function watchRawWrites(
     }
     return original.apply(this, args)
   }
-  Object.defineProperty(target, 'query', { value: wrapped, configurable: true, writable: true })
+  const restore = replaceMethod(sequelize, 'query', wrapped)
   return () => {
     active = false
-    // Another wrapper was installed over ours: ours stays in the chain as a pass-through.
-    if (target.query !== wrapped) return
-    if (own !== undefined) Object.defineProperty(target, 'query', own)
-    else delete (target as { query?: unknown }).query
+    restore()
   }
 }

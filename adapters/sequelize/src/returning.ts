@@ -3,6 +3,7 @@
 // `returning` option: the hook puts a box in the statement's options (Sequelize copies symbol keys and keeps class
 // instances by reference when it clones them) and the `sequelize.query` wrapper below fills it.
 
+import { replaceMethod } from './replace.js'
 import type { SequelizeLike } from './types.js'
 
 type Row = Record<string, unknown>
@@ -34,9 +35,7 @@ const STATEMENT = /^\s*(?:(?:--[^\n]*\n|\/\*[\s\S]*?\*\/)\s*)*(?:update|delete\s
  * changed into the box, and what Sequelize expects (the row count) to its caller. Returns the unwrapping function.
  */
 export function returnRowsOfBulkWrites(sequelize: SequelizeLike): () => void {
-  const target = sequelize as unknown as { query: (...args: unknown[]) => Promise<unknown> }
-  const own = Object.getOwnPropertyDescriptor(target, 'query')
-  const original = target.query
+  const original = (sequelize as unknown as { query: (...args: unknown[]) => Promise<unknown> }).query
   let active = true
   // Every query of the app passes here: the common case returns the original call as it is (no async wrapper).
   const wrapped = function (this: unknown, ...args: unknown[]): Promise<unknown> {
@@ -74,12 +73,9 @@ export function returnRowsOfBulkWrites(sequelize: SequelizeLike): () => void {
     // What Sequelize's PostgreSQL dialect returns for BULKUPDATE (no `returning`) and BULKDELETE: the row count.
     return rows.length
   }
-  Object.defineProperty(target, 'query', { value: wrapped, configurable: true, writable: true })
+  const restore = replaceMethod(sequelize, 'query', wrapped)
   return () => {
     active = false
-    // Another wrapper was installed over ours: ours stays in the chain as a pass-through.
-    if (target.query !== wrapped) return
-    if (own !== undefined) Object.defineProperty(target, 'query', own)
-    else delete (target as { query?: unknown }).query
+    restore()
   }
 }
