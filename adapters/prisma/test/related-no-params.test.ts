@@ -1,6 +1,6 @@
 import { defineStockSchema, type StockCache } from 'stockcast'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { DATABASES, day, HOLD_MARKS, stack, type TestDb } from './helpers/db.js'
+import { DATABASES, day, erpSources, HOLD_MARKS, stack, type TestDb } from './helpers/db.js'
 import { describeService } from './services.js'
 
 type Client = ReturnType<typeof stack>['prisma']
@@ -11,16 +11,7 @@ const tomorrow = new Date(Date.now() + 86_400_000).toISOString().slice(0, 10)
 // A `related` query without any :param (it finds its products from the table's state, not from the changed row):
 // the extension needs no field of the row, and must still not send Prisma an empty `select` (a validation error).
 const schema = defineStockSchema({
-  onHand: [{ table: 'stock_moves', product: 'product_code', quantity: 'quantity' }],
-  demand: [
-    {
-      table: 'picking_items',
-      product: 'product_code',
-      quantity: 'qty',
-      date: 'ship_date',
-      where: "EXISTS (SELECT 1 FROM orders o WHERE o.id = picking_items.order_id AND o.status = 'OPEN')",
-    },
-  ],
+  ...erpSources(),
   related: [{ table: 'orders', products: 'SELECT product_code FROM picking_items' }],
 })
 

@@ -39,18 +39,25 @@ CREATE TABLE audit_log (id serial PRIMARY KEY, message text NOT NULL);
  * the tables and columns): picking items are demand while their order is OPEN; an order's change marks its items.
  */
 export const erpSchema: StockSchema = defineStockSchema({
-  onHand: [{ table: 'stock_moves', product: 'product_code', quantity: 'quantity' }],
-  demand: [
-    {
-      table: 'picking_items',
-      product: 'product_code',
-      quantity: 'qty',
-      date: 'ship_date',
-      where: "EXISTS (SELECT 1 FROM orders o WHERE o.id = picking_items.order_id AND o.status = 'OPEN')",
-    },
-  ],
+  ...erpSources(),
   related: [{ table: 'orders', products: 'SELECT product_code FROM picking_items WHERE order_id = :id' }],
 })
+
+/** The sources of `erpSchema` (for a schema with other `related` declarations). */
+export function erpSources() {
+  return {
+    onHand: [{ table: 'stock_moves', product: 'product_code', quantity: 'quantity' }],
+    demand: [
+      {
+        table: 'picking_items',
+        product: 'product_code',
+        quantity: 'qty',
+        date: 'ship_date',
+        where: "EXISTS (SELECT 1 FROM orders o WHERE o.id = picking_items.order_id AND o.status = 'OPEN')",
+      },
+    ],
+  }
+}
 
 /** A database to test on, with a Prisma client (not extended) over it. */
 export interface TestDb {
