@@ -1,5 +1,13 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import { createStockCache, memorySource, type PendingMarks, type StockCache } from '../src/index.js'
+import {
+  createStockCache,
+  memorySource,
+  memoryStore,
+  type PendingMarks,
+  type StockCache,
+  type Store,
+  type StoreEntry,
+} from '../src/index.js'
 import { schema } from './helpers/fixtures.js'
 
 let cache: StockCache | undefined
@@ -47,6 +55,58 @@ describe("get(p, { consistency: 'strong' })", () => {
     expect((await cache.get('A', { consistency: 'strong' })).stockToday).toBe(5)
     expect(cache.metrics().strongChecks).toBe(2)
     expect(cache.metrics().strongMarks).toBe(1)
+  })
+
+  it('with a shared store, an L1 value another instance has since recomputed is not served', async () => {
+    const db = memorySource(schema)
+    const outbox = new MemoryOutbox()
+    const map = new Map<string, StoreEntry>()
+    let storeDown = false
+    /** One store shared by both instances (as the SQL table store is). */
+    const shared = (): Store => {
+      const inner = memoryStore({ map })
+      return {
+        ...inner,
+        capabilities: { shared: true },
+        getMany: (keys) => (storeDown ? Promise.reject(new Error('store down')) : inner.getMany(keys)),
+      }
+    }
+    // One clock for both, moved on between steps: versions follow the clock, and the store keeps the higher one
+    // (instances in one millisecond could stamp the same version; real instances are milliseconds apart).
+    let now = Date.UTC(2030, 0, 15, 12)
+    const clock = { now: () => now }
+    const options = { schema, reader: db.reader, pendingMarks: outbox, memory: { ttl: 60_000 }, clock }
+    const a = createStockCache({ ...options, store: shared() })
+    const b = createStockCache({ ...options, store: shared() })
+    b.on('error', () => {})
+    try {
+      db.insert('stock_movements', { product_code: 'A', quantity: '1' })
+      expect((await b.get('A', { consistency: 'strong' })).stockToday).toBe(1)
+      now += 10
+      db.insert('stock_movements', { product_code: 'A', quantity: '4' })
+      // Instance A consumed the write: recomputed (the store holds its value), the outbox row is gone.
+      a.markDirty('A')
+      await a.flush()
+      expect(await outbox.pending(['A'])).toEqual(new Map())
+      expect((await b.get('A')).stockToday).toBe(1) // default read: B's own L1 (no bus here)
+      const strong = await b.get('A', { consistency: 'strong' })
+      expect(strong.stockToday).toBe(5)
+      expect(b.metrics().strongStoreMismatches).toBe(1)
+      // In step again: the strong read answers from L1 (no second mismatch, no second recompute).
+      await b.flush()
+      const recomputes = b.metrics().recomputes
+      expect((await b.get('A', { consistency: 'strong' })).stockToday).toBe(5)
+      expect(b.metrics().strongStoreMismatches).toBe(1)
+      expect(b.metrics().recomputes).toBe(recomputes)
+      // A store that does not answer cannot confirm L1: the strong read goes to the sources.
+      storeDown = true
+      now += 10
+      db.insert('stock_movements', { product_code: 'A', quantity: '2' })
+      expect((await b.get('A', { consistency: 'strong' })).stockToday).toBe(7)
+    } finally {
+      await a.close()
+      await b.close()
+    }
   })
 
   it('fails loudly without a mark source, or when the mark source is down', async () => {

@@ -43,6 +43,11 @@ export interface MetricsSnapshot {
   strongChecks: number
   /** Products a strong read found with unprocessed marks (and recomputed first). */
   strongMarks: number
+  /**
+   * Strong reads whose L1 entry differed from the shared store's (another instance had recomputed the product):
+   * recomputed from the sources.
+   */
+  strongStoreMismatches: number
   /** Values served flagged stale under allowStale. */
   staleServed: number
   /** Values served flagged stale because the sources failed (stale-if-error). */
@@ -82,6 +87,7 @@ export class Metrics implements Local {
   invalidInputs = 0
   strongChecks = 0
   strongMarks = 0
+  strongStoreMismatches = 0
   staleServed = 0
   staleIfError = 0
   degraded = 0

@@ -44,7 +44,9 @@ export interface GetOptions {
   /**
    * `strong`: first ask the mark source (the SQL adapter's outbox, option `pendingMarks`) whether marks for this
    * product are still unprocessed, and recompute first if so: no committed write by any writer is missed, for one
-   * round trip. @default 'default' (relies on the listener)
+   * round trip. With a shared store (`capabilities.shared`), an L1 hit is also checked against the store's entry (a
+   * second round trip): another instance may have consumed the marks and recomputed; when they differ, the product
+   * is recomputed from the sources. @default 'default' (relies on the listener)
    */
   consistency?: 'default' | 'strong'
 }
@@ -252,6 +254,8 @@ class StockCacheImpl implements StockCache {
   readonly #timers: Timers
   readonly #l1: LRUCache<string, L1Entry>
   readonly #l2: StoreFacade | undefined
+  /** The store is shared with other instances (`capabilities.shared`): strong reads check L1 against it. */
+  readonly #l2Shared: boolean
   readonly #locks: KeyedLocks
   readonly #emitter: Emitter<StockCacheEvents> = mitt<StockCacheEvents>()
   readonly #m = new Metrics()
@@ -326,6 +330,7 @@ class StockCacheImpl implements StockCache {
       },
     })
     this.#locks = new KeyedLocks(this.#o.lockTimeoutMs)
+    this.#l2Shared = options.store?.capabilities?.shared === true
     if (options.store) {
       this.#l2 = new StoreFacade(
         options.store,
@@ -401,7 +406,8 @@ class StockCacheImpl implements StockCache {
     assertLocation(options.location, 'get')
     this.#assertOpen()
     if (options.atLeast !== undefined) await this.#waitForVersion(options.atLeast)
-    if (options.consistency === 'strong') await this.#checkPending([product])
+    const strong = options.consistency === 'strong'
+    if (strong) await this.#checkPending([product])
     else if (options.consistency !== undefined && options.consistency !== 'default') {
       throw new InvalidInputError(
         `get: consistency must be 'default' or 'strong', got ${JSON.stringify(options.consistency)}`,
@@ -424,6 +430,11 @@ class StockCacheImpl implements StockCache {
     const e = this.#l1.get(key)
     if (e !== undefined) {
       if (e.epoch === this.#dayEpoch) {
+        if (strong && this.#l2Shared && !(await this.#sharedStoreAgrees(product, key, e.value))) {
+          // Marked first: a clean product's recompute would reuse the inputs this instance read before.
+          this.markDirty([product], { reason: 'strong read: the shared store holds another value' })
+          return this.#recomputeForRead(product, key)
+        }
         this.#m.l1Hits++
         return e.value
       }
@@ -548,6 +559,23 @@ class StockCacheImpl implements StockCache {
 
   ensureFresh(product: string, location?: string | null): Promise<StockProjection> {
     return this.#getSlow(product, location == null ? {} : { location })
+  }
+
+  /**
+   * Strong reads with a shared store, on an L1 hit with no pending mark: is the shared store's entry the one this
+   * instance holds? Another instance may have consumed the marks of a write (the SQL outbox deletes its rows only
+   * after the recompute wrote the store), so no pending mark is left to tell this one; the store then holds another
+   * projection. Any difference in content (or no entry, or a store that does not answer) means: recompute from the
+   * sources, as the strongest answer costs. Content, not versions: two instances can stamp the same clock-based
+   * version in the same millisecond.
+   */
+  async #sharedStoreAgrees(product: string, key: string, value: StockProjection): Promise<boolean> {
+    const found = await this.#l2!.getMany([key])
+    if (this.#dirty.has(product)) return false // a mark arrived meanwhile
+    const entry = found.get(key)
+    const agrees = entry !== undefined && firstDifference(value, entry.value) === null
+    if (!agrees) this.#m.strongStoreMismatches++
+    return agrees
   }
 
   /** Strong reads: ask the mark source for unprocessed marks of these products and apply them first. */

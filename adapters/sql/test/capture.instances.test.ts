@@ -1,0 +1,79 @@
+import { createStockCache, defineStockSchema, type StockCache } from 'stockcast'
+import { afterEach, beforeEach, expect, it } from 'vitest'
+import { sqlChangeCapture, sqlReader, sqlStore } from '../src/index.js'
+import { pgliteTestDb, pgTestDb, type TestDb } from './capture-helpers.js'
+import { describeService, pgDown, uniquePrefix } from './services.js'
+
+const DIALECTS: Array<[string, () => Promise<TestDb>, string | null]> = [
+  ['PostgreSQL', () => pgTestDb(6), pgDown],
+  ['PGlite', pgliteTestDb, null],
+]
+
+const schema = defineStockSchema({ onHand: [{ table: 'mi_movements', product: 'sku', quantity: 'qty' }] })
+
+// Two instances over one database and one shared store, no bus, no L1 ttl. Instance A runs the outbox listener;
+// instance B only reads. After A consumed the outbox rows of a write, B's strong read must not serve its old L1 value:
+// the rows are gone, so B compares its L1 entry with the shared store, which A wrote before deleting them.
+for (const [name, make, down] of DIALECTS) {
+  describeService(down, `strong reads across instances on ${name}`, () => {
+    let t: TestDb
+    const caches: StockCache[] = []
+    const stops: Array<() => Promise<void>> = []
+    beforeEach(async () => {
+      t = await make()
+      await t.sql('CREATE TABLE mi_movements (id serial PRIMARY KEY, sku text NOT NULL, qty numeric(18,3) NOT NULL)')
+    })
+    afterEach(async () => {
+      for (const s of stops.splice(0)) await s()
+      for (const c of caches.splice(0)) await c.close()
+      await t.close()
+    })
+
+    it('B reads the write A consumed: strong from the shared store, default from its own L1 until told', async () => {
+      const prefix = uniquePrefix('mi')
+      const capture = sqlChangeCapture(t.db, schema, { prefix })
+      await capture.install()
+      const store = sqlStore(t.db, { table: `${prefix}_projections` })
+      await store.install()
+      const instance = () => {
+        const c = createStockCache({
+          schema,
+          reader: sqlReader(t.db, schema),
+          store,
+          pendingMarks: capture,
+          debounceMs: 0,
+          memory: { ttl: 0 },
+        })
+        caches.push(c)
+        return c
+      }
+      const a = instance()
+      const b = instance()
+      const listener = await capture.listen(a)
+      stops.push(() => listener.stop())
+
+      await t.sql(`INSERT INTO mi_movements (sku, qty) VALUES ('M1', 5)`)
+      await listener.drain()
+      expect((await b.get('M1', { consistency: 'strong' })).stockToday).toBe(5)
+      expect((await b.get('M1')).stockToday).toBe(5) // B's L1 holds it now
+
+      await t.sql(`INSERT INTO mi_movements (sku, qty) VALUES ('M1', 2)`)
+      await listener.drain() // A recomputed M1, wrote the store, deleted the outbox rows
+      expect(await capture.pending(['M1'])).toEqual(new Map())
+      expect((await a.get('M1')).stockToday).toBe(7)
+      // Without a bus B's default read still answers from its own L1 (the documented trade-off)...
+      expect((await b.get('M1')).stockToday).toBe(5)
+      // ...but a strong read does not.
+      const strong = await b.get('M1', { consistency: 'strong' })
+      expect(strong.stockToday).toBe(7)
+      expect(b.metrics().strongStoreMismatches).toBe(1)
+      expect((await b.get('M1')).stockToday).toBe(7)
+      // Nothing changed since: B's L1 and the store agree, and the strong read answers from L1.
+      await b.flush()
+      const again = await b.get('M1', { consistency: 'strong' })
+      expect(again.stockToday).toBe(7)
+      expect(b.metrics().strongStoreMismatches).toBe(1)
+      expect((await b.validate({ products: ['M1'] })).mismatches).toEqual([])
+    })
+  })
+}
