@@ -1,47 +1,7 @@
-import mysql from 'mysql2/promise'
-import pg from 'pg'
-import { describe } from 'vitest'
+// The service probes and describeService are shared by every adapter's tests (test-support/services.ts).
+import { mysqlDown, pgDown } from '../../../test-support/services.js'
 
-/**
- * Service tests talk to real databases. When one is unreachable they skip with the reason in the test name,
- * except under STOCKCAST_REQUIRE_SERVICES=1 (CI), where unreachable fails the run.
- */
-const REQUIRED = process.env.STOCKCAST_REQUIRE_SERVICES === '1'
-
-export const PG_URL = process.env.STOCKCAST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
-export const MYSQL_URL = process.env.STOCKCAST_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test'
-
-async function probe(name: string, fn: () => Promise<void>): Promise<string | null> {
-  try {
-    await Promise.race([fn(), new Promise((_, rej) => setTimeout(() => rej(new Error('timed out after 3 s')), 3000))])
-    return null
-  } catch (e) {
-    return `${name} unreachable: ${(e as Error).message}`
-  }
-}
-
-export const pgDown = await probe('PostgreSQL', async () => {
-  const c = new pg.Client({ connectionString: PG_URL })
-  await c.connect()
-  await c.query('SELECT 1')
-  await c.end()
-})
-
-export const mysqlDown = await probe('MariaDB/MySQL', async () => {
-  const c = await mysql.createConnection(MYSQL_URL)
-  await c.query('SELECT 1')
-  await c.end()
-})
-
-/** `describe` that runs when the service is up, fails under STOCKCAST_REQUIRE_SERVICES=1, else skips visibly. */
-export function describeService(down: string | null, name: string, fn: () => void): void {
-  if (down === null) describe(name, fn)
-  else if (REQUIRED) {
-    describe(name, () => {
-      throw new Error(`${down} (STOCKCAST_REQUIRE_SERVICES=1: service tests must run)`)
-    })
-  } else describe.skip(`${name} [skipped: ${down}]`, fn)
-}
+export { describeService, MYSQL_URL, mysqlDown, PG_URL, pgDown } from '../../../test-support/services.js'
 
 /** The databases every test file loops over (filter with STOCKCAST_DIALECTS=postgres,mysql). */
 export const DIALECTS = (['postgres', 'mysql'] as const).filter((d) =>
