@@ -1,5 +1,5 @@
-import type { SqlDb, SqlDialect } from '@stockcast/sql'
-import { ConfigError, SourceUnavailableError } from 'stockcast'
+import { listenWithReconnect, type SqlDb, type SqlDialect } from '@stockcast/sql'
+import { ConfigError } from 'stockcast'
 import type { SequelizeLike, SequelizeTransactionLike } from './types.js'
 
 /** Marks the queries this adapter sends through `sequelize.query` (the raw-write warning skips them). */
@@ -350,77 +350,22 @@ export function fromSequelize(
       return withConnection((conn) => fn(connectionDb(conn, dialect, driver, false)))
     },
   }
-  // LISTEN/NOTIFY (PostgreSQL): one pool connection held while listening, given back by the stop function.
+  // LISTEN/NOTIFY (PostgreSQL): one pool connection held while listening, given back by the stop function; a lost
+  // connection is destroyed and replaced (the SQL adapter's listenWithReconnect, over Sequelize's pool).
   db.listen = async (channel, onNotify, onReconnect) => {
     const { s, dialect } = get()
     if (dialect !== 'postgres') throw new ConfigError('listen: LISTEN/NOTIFY is PostgreSQL only', { option: 'db' })
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(channel)) {
-      throw new SourceUnavailableError(`listen: channel ${JSON.stringify(channel)} is not a plain identifier`)
-    }
     const cm = s.connectionManager
-    let stopped = false
-    let current: { conn: PgConnection; onNotification: (m: any) => void; onError: () => void } | undefined
-    let retry: ReturnType<typeof setTimeout> | undefined
-    let attempt = 0
-    const detach = (c: NonNullable<typeof current>) => {
-      c.conn.removeListener('notification', c.onNotification)
-      c.conn.removeListener('error', c.onError)
-      c.conn.removeListener('end', c.onError)
-    }
-    const connect = async (isReconnect: boolean): Promise<void> => {
-      const conn = (await cm.getConnection()) as PgConnection
-      const c = {
-        conn,
-        onNotification: (msg: { channel: string; payload?: string }) => {
-          if (msg.channel === channel) onNotify(msg.payload ?? '')
-        },
-        onError: () => {
-          // The backend went away: give the connection up (once) and reconnect.
-          if (current !== c) return
-          current = undefined
-          detach(c)
-          void Promise.resolve(cm.destroyConnection?.(conn) ?? cm.releaseConnection(conn)).catch(() => {})
-          schedule()
-        },
-      }
-      current = c
-      conn.on('notification', c.onNotification)
-      conn.on('error', c.onError)
-      conn.on('end', c.onError)
-      try {
-        await conn.query(`LISTEN ${channel}`)
-      } catch (e) {
-        if (current === c) {
-          current = undefined
-          detach(c)
-          await Promise.resolve(cm.destroyConnection?.(conn) ?? cm.releaseConnection(conn)).catch(() => {})
-        }
-        throw e
-      }
-      attempt = 0
-      if (isReconnect) onReconnect?.()
-    }
-    const schedule = () => {
-      if (stopped || retry !== undefined) return
-      const delay = Math.min(100 * 2 ** attempt++, 5000)
-      retry = setTimeout(() => {
-        retry = undefined
-        connect(true).catch(() => schedule())
-      }, delay)
-      retry.unref?.()
-    }
-    await connect(false)
-    return async () => {
-      stopped = true
-      if (retry !== undefined) clearTimeout(retry)
-      const c = current
-      current = undefined
-      if (c !== undefined) {
-        await c.conn.query(`UNLISTEN ${channel}`).catch(() => {})
-        detach(c)
-        cm.releaseConnection(c.conn)
-      }
-    }
+    return listenWithReconnect<PgConnection>({
+      channel,
+      onNotify,
+      onReconnect,
+      acquire: async () => (await cm.getConnection()) as PgConnection,
+      release: (conn) => cm.releaseConnection(conn),
+      discard: (conn) => cm.destroyConnection?.(conn) ?? cm.releaseConnection(conn),
+      // Sequelize's pg connections report a dead backend as 'error' or 'end'.
+      goneEvents: ['error', 'end'],
+    })
   }
   return db
 }

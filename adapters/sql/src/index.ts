@@ -10,6 +10,8 @@ export type {
   SqlChangeCaptureOptions,
   VerifyReport,
 } from './capture/types.js'
+export type { ListenConnectionLike, ListenWithReconnectOptions } from './connection/listen.js'
+export { listenWithReconnect } from './connection/listen.js'
 export type { MysqlConnectionLike, MysqlPoolLike } from './connection/mysql.js'
 export { fromMysql } from './connection/mysql.js'
 export type { PGliteLike, PGliteTxLike } from './connection/pglite.js'

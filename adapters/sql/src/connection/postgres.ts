@@ -1,5 +1,5 @@
-import { SourceUnavailableError } from 'stockcast'
 import type { SqlDb } from '../types.js'
+import { type ListenConnectionLike, listenWithReconnect } from './listen.js'
 
 /** The members of a `pg` client this adapter calls (typed structurally: no dependency on `pg`). */
 export interface PgClientLike {
@@ -118,71 +118,16 @@ export function fromPg(pool: PgPoolLike | (() => PgPoolLike)): SqlDb {
     session(fn) {
       return withClient((client) => fn(wrapClient(client, 'pg', false)))
     },
-    async listen(channel, onNotify, onReconnect) {
-      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(channel)) {
-        throw new SourceUnavailableError(`listen: channel ${JSON.stringify(channel)} is not a plain identifier`)
-      }
-      let stopped = false
-      let client: PgClientLike | undefined
-      let clientError: (() => void) | undefined
-      let retry: ReturnType<typeof setTimeout> | undefined
-      let attempt = 0
-      const connect = async (isReconnect: boolean): Promise<void> => {
-        const c = await get().connect()
-        client = c
-        c.on('notification', (msg) => {
-          if (msg.channel === channel) onNotify(msg.payload ?? '')
-        })
-        const onError = () => {
-          // The backend went away (pg_terminate_backend, restart, network): drop it and reconnect.
-          // Once only: a second 'error', or one after stop() returned the client, must not release it again.
-          if (client !== c) return
-          client = undefined
-          c.removeListener?.('error', onError)
-          c.removeAllListeners?.('notification')
-          c.release(true)
-          schedule()
-        }
-        c.on('error', onError)
-        clientError = onError
-        try {
-          await c.query(`LISTEN ${channel}`)
-        } catch (e) {
-          // LISTEN failed without an 'error' event: do not keep (leak) the checked-out client.
-          if (client === c) {
-            client = undefined
-            c.removeListener?.('error', onError)
-            c.removeAllListeners?.('notification')
-            c.release(true)
-          }
-          throw e
-        }
-        attempt = 0
-        if (isReconnect) onReconnect?.()
-      }
-      const schedule = () => {
-        if (stopped || retry !== undefined) return
-        const delay = Math.min(100 * 2 ** attempt++, 5000)
-        retry = setTimeout(() => {
-          retry = undefined
-          connect(true).catch(() => schedule())
-        }, delay)
-        retry.unref?.()
-      }
-      await connect(false)
-      return async () => {
-        stopped = true
-        if (retry !== undefined) clearTimeout(retry)
-        const c = client
-        client = undefined
-        if (c) {
-          c.removeAllListeners?.('notification')
-          await c.query(`UNLISTEN ${channel}`).catch(() => {})
-          c.release()
-          // Back in the pool: our handler (a no-op now that `client` moved on) must not stay attached to it.
-          if (clientError !== undefined) c.removeListener?.('error', clientError)
-        }
-      }
+    listen(channel, onNotify, onReconnect) {
+      return listenWithReconnect<PgClientLike & ListenConnectionLike>({
+        channel,
+        onNotify,
+        onReconnect,
+        acquire: async () => (await get().connect()) as PgClientLike & ListenConnectionLike,
+        release: (c) => c.release(),
+        // A client whose backend went away is destroyed, not pooled again.
+        discard: (c) => c.release(true),
+      })
     },
   }
 }
