@@ -247,6 +247,22 @@ export async function startListener(
   return consumer
 }
 
+/**
+ * The `OutboxListener` a capture's `listen()` hands out for a consumer, kept in the capture's set of running
+ * consumers (which `bulkImport` wakes) until it is stopped.
+ */
+export function trackedListener(consumer: OutboxConsumer, running: Set<OutboxConsumer>): OutboxListener {
+  running.add(consumer)
+  return {
+    status: () => consumer.status(),
+    drain: (timeoutMs) => consumer.drain(timeoutMs),
+    async stop() {
+      running.delete(consumer)
+      await consumer.stop()
+    },
+  }
+}
+
 class Consumer implements OutboxConsumer {
   readonly #db: SqlDb
   readonly #dialect: OutboxDialect

@@ -9,6 +9,7 @@ import {
   resolveCaptureOptions,
   sqlOutboxQueries,
   startListener,
+  trackedListener,
 } from './consumer.js'
 import { rewriteNamedParams, tablesNamed } from './related.js'
 import type { OutboxListener, SqlChangeCapture, SqlChangeCaptureOptions, VerifyReport } from './types.js'
@@ -831,16 +832,7 @@ class MysqlCapture implements SqlChangeCapture {
       batchSize: this.#o.batchSize,
       scanMs: this.#o.scanMs,
     })
-    this.#listeners.add(consumer)
-    const listeners = this.#listeners
-    return {
-      status: () => consumer.status(),
-      drain: (timeoutMs) => consumer.drain(timeoutMs),
-      async stop() {
-        listeners.delete(consumer)
-        await consumer.stop()
-      },
-    }
+    return trackedListener(consumer, this.#listeners)
   }
 
   // ------------------------------------------------------------------ bulk
