@@ -571,7 +571,7 @@ class StockCacheImpl implements StockCache {
    */
   async #sharedStoreAgrees(product: string, key: string, value: StockProjection): Promise<boolean> {
     const found = await this.#l2!.getMany([key])
-    if (this.#dirty.has(product)) return false // a mark arrived meanwhile
+    if (this.#dirty.has(product)) return false // a mark arrived meanwhile: recompute (not a mismatch)
     const entry = found.get(key)
     const agrees = entry !== undefined && firstDifference(value, entry.value) === null
     if (!agrees) this.#m.strongStoreMismatches++
