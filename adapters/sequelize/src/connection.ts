@@ -1,4 +1,4 @@
-import { listenWithReconnect, type SqlDb, type SqlDialect } from '@stockcast/sql'
+import { listenWithReconnect, type SqlDb, type SqlDialect, scanSql } from '@stockcast/sql'
 import { ConfigError } from 'stockcast'
 import type { SequelizeLike, SequelizeTransactionLike } from './types.js'
 
@@ -29,7 +29,6 @@ type Params = readonly unknown[] | undefined
 
 const WORD = /\w/
 const DIGIT = /\d/
-const DOLLAR_TAG = /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/
 
 /** One run of `k` dollars, encoded so Sequelize's rewrite gives it back (`placeholder`: `$` + digits stays a parameter). */
 function encodeRun(k: number, prev: string | undefined, next: string | undefined, placeholder: boolean): string {
@@ -72,57 +71,11 @@ function encodeRuns(sql: string, start: number, end: number, code: boolean): str
 export function protectDollars(sql: string): string {
   if (!sql.includes('$')) return sql
   let out = ''
-  let i = 0
-  const n = sql.length
-  const emit = (end: number, code: boolean) => {
-    out += encodeRuns(sql, i, end, code)
-    i = end
-  }
-  while (i < n) {
-    const c = sql[i]!
-    const next = sql[i + 1]
-    if (c === "'" || c === '"') {
-      // A string ('' doubles the quote; backslash escapes in E'...') or a quoted identifier.
-      const backslash = c === "'" && (sql[i - 1] === 'E' || sql[i - 1] === 'e') && !WORD.test(sql[i - 2] ?? ' ')
-      let j = i + 1
-      while (j < n) {
-        if (backslash && sql[j] === '\\') j += 2
-        else if (sql[j] === c && sql[j + 1] === c) j += 2
-        else if (sql[j] === c) break
-        else j++
-      }
-      emit(Math.min(j + 1, n), false)
-    } else if (c === '-' && next === '-') {
-      const j = sql.indexOf('\n', i)
-      emit(j < 0 ? n : j + 1, false)
-    } else if (c === '/' && next === '*') {
-      let depth = 1
-      let j = i + 2
-      while (j < n && depth > 0) {
-        if (sql[j] === '/' && sql[j + 1] === '*') {
-          depth++
-          j += 2
-        } else if (sql[j] === '*' && sql[j + 1] === '/') {
-          depth--
-          j += 2
-        } else j++
-      }
-      emit(j, false)
-    } else if (c === '$' && !WORD.test(sql[i - 1] ?? ' ') && DOLLAR_TAG.test(sql.slice(i, i + 66))) {
-      const tag = DOLLAR_TAG.exec(sql.slice(i, i + 66))![0]
-      const end = sql.indexOf(tag, i + tag.length)
-      emit(end < 0 ? n : end + tag.length, false)
-    } else {
-      let j = i + 1
-      while (j < n && !'\'"-/$'.includes(sql[j]!)) j++
-      if (sql[j] === '$' && DIGIT.test(sql[j + 1] ?? '')) {
-        // A placeholder: `$` and its digits, in code.
-        j++
-        while (j < n && DIGIT.test(sql[j]!)) j++
-      }
-      emit(j, true)
-    }
-  }
+  // `$n` placeholders are parameters only in code; in strings, identifiers, comments and dollar quotes every `$`
+  // must come back as written.
+  scanSql('postgres', sql, (start, end, code) => {
+    out += encodeRuns(sql, start, end, code)
+  })
   return out
 }
 

@@ -2,7 +2,7 @@
 
 export { sqlChangeCapture } from './capture/index.js'
 // For the ORM adapters: the dialect-aware `:name` scanner of `related` queries (literals, comments, casts skipped).
-export { rewriteNamedParams } from './capture/related.js'
+export { rewriteNamedParams, scanSql } from './capture/related.js'
 export type {
   ListenerStatus,
   OutboxListener,

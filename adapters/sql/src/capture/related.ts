@@ -6,24 +6,26 @@ const NAME_PART = /[A-Za-z0-9_]/
 const DOLLAR_TAG = /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/
 
 /**
- * Replace the `:name` parameters of a `related` products query, skipping string literals, quoted identifiers,
- * comments, dollar-quoted bodies and `::` casts (PostgreSQL), or backtick identifiers and `#` comments (MySQL).
- * `replace(name)` returns the SQL that stands for the parameter (a column reference of the changed rows).
- * Returns the rewritten text and the parameter names in order of first use.
+ * Cut SQL text into consecutive segments: `code`, or not (string literals, quoted identifiers, comments, and on
+ * PostgreSQL dollar-quoted bodies; MySQL: backtick identifiers and `#` comments). `visit(start, end, code)` is called
+ * for each, in order, covering the whole text; a code segment runs until the next non-code one starts. PostgreSQL
+ * block comments nest and `E'...'` strings take backslash escapes; MySQL strings always do. For adapters that must
+ * treat code and literals differently (`rewriteNamedParams`; `@stockcast/sequelize` encoding `$` for its binder).
  */
-export function rewriteNamedParams(
+export function scanSql(
   dialect: SqlDialect,
   sql: string,
-  replace: (name: string) => string,
-): { sql: string; params: string[] } {
+  visit: (start: number, end: number, code: boolean) => void,
+): void {
   const pg = dialect === 'postgres'
-  const params: string[] = []
-  let out = ''
-  let i = 0
   const n = sql.length
-  const copyUntil = (end: number) => {
-    out += sql.slice(i, end)
+  let i = 0
+  let codeStart = 0
+  const literal = (end: number) => {
+    if (codeStart < i) visit(codeStart, i, true)
+    visit(i, end, false)
     i = end
+    codeStart = end
   }
   while (i < n) {
     const c = sql[i]!
@@ -39,7 +41,7 @@ export function rewriteNamedParams(
         else if (sql[j] === c) break
         else j++
       }
-      copyUntil(Math.min(j + 1, n))
+      literal(Math.min(j + 1, n))
     } else if ((c === '"' && pg) || (c === '`' && !pg)) {
       let j = i + 1
       while (j < n) {
@@ -47,10 +49,10 @@ export function rewriteNamedParams(
         else if (sql[j] === c) break
         else j++
       }
-      copyUntil(Math.min(j + 1, n))
+      literal(Math.min(j + 1, n))
     } else if ((c === '-' && next === '-') || (c === '#' && !pg)) {
       const j = sql.indexOf('\n', i)
-      copyUntil(j < 0 ? n : j + 1)
+      literal(j < 0 ? n : j + 1)
     } else if (c === '/' && next === '*') {
       // PostgreSQL block comments nest; MySQL's do not.
       let depth = 1
@@ -64,26 +66,54 @@ export function rewriteNamedParams(
           j += 2
         } else j++
       }
-      copyUntil(j)
-    } else if (c === '$' && pg && !NAME_PART.test(sql[i - 1] ?? ' ')) {
-      const m = DOLLAR_TAG.exec(sql.slice(i))
-      if (m === null) {
-        copyUntil(i + 1)
-        continue
-      }
-      const end = sql.indexOf(m[0], i + m[0].length)
-      copyUntil(end < 0 ? n : end + m[0].length)
-    } else if (c === ':' && next === ':') {
-      copyUntil(i + 2)
-    } else if (c === ':' && next !== undefined && NAME_START.test(next) && sql[i - 1] !== ':') {
-      let j = i + 2
-      while (j < n && NAME_PART.test(sql[j]!)) j++
-      const name = sql.slice(i + 1, j)
-      if (!params.includes(name)) params.push(name)
-      out += replace(name)
-      i = j
-    } else copyUntil(i + 1)
+      literal(j)
+    } else if (c === '$' && pg && !NAME_PART.test(sql[i - 1] ?? ' ') && DOLLAR_TAG.test(sql.slice(i, i + 66))) {
+      const tag = DOLLAR_TAG.exec(sql.slice(i, i + 66))![0]
+      const end = sql.indexOf(tag, i + tag.length)
+      literal(end < 0 ? n : end + tag.length)
+    } else i++
   }
+  if (codeStart < n) visit(codeStart, n, true)
+}
+
+/**
+ * Replace the `:name` parameters of a `related` products query, skipping string literals, quoted identifiers,
+ * comments, dollar-quoted bodies and `::` casts (PostgreSQL), or backtick identifiers and `#` comments (MySQL).
+ * `replace(name)` returns the SQL that stands for the parameter (a column reference of the changed rows).
+ * Returns the rewritten text and the parameter names in order of first use.
+ */
+export function rewriteNamedParams(
+  dialect: SqlDialect,
+  sql: string,
+  replace: (name: string) => string,
+): { sql: string; params: string[] } {
+  const params: string[] = []
+  let out = ''
+  scanSql(dialect, sql, (start, end, code) => {
+    if (!code) {
+      out += sql.slice(start, end)
+      return
+    }
+    let i = start
+    while (i < end) {
+      const c = sql[i]!
+      const next = i + 1 < end ? sql[i + 1] : undefined
+      if (c === ':' && next === ':') {
+        out += '::'
+        i += 2
+      } else if (c === ':' && next !== undefined && NAME_START.test(next) && sql[i - 1] !== ':') {
+        let j = i + 2
+        while (j < end && NAME_PART.test(sql[j]!)) j++
+        const name = sql.slice(i + 1, j)
+        if (!params.includes(name)) params.push(name)
+        out += replace(name)
+        i = j
+      } else {
+        out += c
+        i++
+      }
+    }
+  })
   return { sql: out, params }
 }
 
