@@ -140,18 +140,57 @@ describe('flush() report', () => {
     cache = createStockCache({ schema, reader, debounceMs: 60_000, maxWaitMs: 60_000 })
     cache.on('error', () => {})
     cache.markDirty(['A', 'B'])
-    expect(await cache.flush()).toEqual({ recomputed: 2, failed: [], deferred: [] })
+    expect(await cache.flush()).toEqual({ recomputed: 2, failed: [], deferred: [], unstored: [] })
     fail = true
     cache.markDirty(['C'])
-    expect(await cache.flush()).toEqual({ recomputed: 0, failed: ['C'], deferred: [] })
+    expect(await cache.flush()).toEqual({ recomputed: 0, failed: ['C'], deferred: [], unstored: [] })
     expect(cache.status().dirty).toBe(1)
     fail = false
-    expect(await cache.flush()).toEqual({ recomputed: 1, failed: [], deferred: [] })
+    expect(await cache.flush()).toEqual({ recomputed: 1, failed: [], deferred: [], unstored: [] })
     const c = cache
     await c.disableCacheTemporarily(async () => {
       c.markDirty(['D'])
-      expect(await c.flush()).toEqual({ recomputed: 0, failed: [], deferred: ['D'] })
+      expect(await c.flush()).toEqual({ recomputed: 0, failed: [], deferred: ['D'], unstored: [] })
     })
     expect(c.status().dirty).toBe(0)
+  })
+})
+
+describe('flush() report: unstored', () => {
+  it('names the products a shared store did not take, until a later recompute stores them', async () => {
+    const db = memorySource(schema)
+    let down = false
+    const inner = memoryStore()
+    const shared: Store = {
+      ...inner,
+      capabilities: { shared: true },
+      setMany: (entries) => (down ? Promise.reject(new Error('store down')) : inner.setMany(entries)),
+      getMany: (keys) => (down ? Promise.reject(new Error('store down')) : inner.getMany(keys)),
+    }
+    cache = createStockCache({ schema, reader: db.reader, store: shared, memory: { ttl: 60_000 } })
+    cache.on('error', () => {})
+    cache.markDirty(['A', 'B'])
+    expect(await cache.flush()).toEqual({ recomputed: 2, failed: [], deferred: [], unstored: [] })
+    down = true
+    cache.markDirty(['A'])
+    expect(await cache.flush()).toEqual({ recomputed: 1, failed: [], deferred: [], unstored: ['A'] })
+    // While the store is degraded its writes are skipped (they become debt): still unstored until it recovers.
+    cache.markDirty(['A'])
+    expect((await cache.flush()).unstored).toEqual(['A'])
+    const recovered = new Promise((r) => cache!.on('recovered', r))
+    down = false
+    await recovered
+    cache.markDirty(['A'])
+    expect(await cache.flush()).toEqual({ recomputed: 1, failed: [], deferred: [], unstored: [] })
+  })
+
+  it('is empty when the store is not shared (no other reader can see an older value)', async () => {
+    const db = memorySource(schema)
+    const inner = memoryStore()
+    const local: Store = { ...inner, setMany: () => Promise.reject(new Error('store down')) }
+    cache = createStockCache({ schema, reader: db.reader, store: local })
+    cache.on('error', () => {})
+    cache.markDirty(['A'])
+    expect(await cache.flush()).toEqual({ recomputed: 1, failed: [], deferred: [], unstored: [] })
   })
 })

@@ -10,7 +10,11 @@ export interface StoreFacadeHooks {
   clearTimer(handle: unknown): void
 }
 
-const PROBE_KEY = '\u0000stockcast-probe'
+/**
+ * The key a recovery probe reads: never a product's (no product id is empty, and U+001F only separates a product
+ * from its location), and storable as text by every store (PostgreSQL text rejects U+0000).
+ */
+export const PROBE_KEY = '\u001fstockcast-probe'
 
 /**
  * Every L2 call goes through here. A failure is reported (error, then degraded once), the call answers as a miss,
@@ -63,21 +67,24 @@ export class StoreFacade {
     }
   }
 
-  async setMany(entries: ReadonlyArray<readonly [string, StoreEntry]>): Promise<void> {
-    if (entries.length === 0) return
+  /** True when the store took the entries; false when it is degraded or the write failed (the keys become debt). */
+  async setMany(entries: ReadonlyArray<readonly [string, StoreEntry]>): Promise<boolean> {
+    if (entries.length === 0) return true
     if (this.#degraded) {
       for (const [k] of entries) this.#debt.add(k)
-      return
+      return false
     }
     try {
       await this.#store.setMany(entries)
       for (const [k] of entries) this.#debt.delete(k)
+      return true
     } catch (cause) {
       this.#fail(
         'setMany',
         cause,
         entries.map(([k]) => k),
       )
+      return false
     }
   }
 

@@ -59,6 +59,12 @@ export interface FlushReport {
   failed: string[]
   /** Products left dirty because a `disableCacheTemporarily` block is running (recomputed when it settles). */
   deferred: string[]
+  /**
+   * Products whose newest value this instance could not write to its shared store (a store with
+   * `capabilities.shared` that failed or is degraded): other instances may still read the older value there. A mark
+   * source must keep their marks (the SQL listener keeps their outbox rows and retries). Empty without a shared store.
+   */
+  unstored: string[]
 }
 
 export interface ValidateOptions {
@@ -256,6 +262,8 @@ class StockCacheImpl implements StockCache {
   readonly #l2: StoreFacade | undefined
   /** The store is shared with other instances (`capabilities.shared`): strong reads check L1 against it. */
   readonly #l2Shared: boolean
+  /** Products whose newest value the shared store did not take (see `FlushReport.unstored`). */
+  readonly #unstored = new Set<string>()
   readonly #locks: KeyedLocks
   readonly #emitter: Emitter<StockCacheEvents> = mitt<StockCacheEvents>()
   readonly #m = new Metrics()
@@ -781,7 +789,7 @@ class StockCacheImpl implements StockCache {
   }
 
   async #flushPending(): Promise<FlushReport> {
-    const report: FlushReport = { recomputed: 0, failed: [], deferred: [] }
+    const report: FlushReport = { recomputed: 0, failed: [], deferred: [], unstored: [] }
     if (this.#bulkDepth > 0) {
       report.deferred = [...this.#dirty.keys()]
       return report
@@ -821,7 +829,8 @@ class StockCacheImpl implements StockCache {
     await Promise.allSettled([...this.#inFlight.values()].map((f) => f.promise))
     const report = await this.#flushRunner()
     if (report.failed.length === 0) this.#retryAttempt = 0
-    return report
+    // Whichever recompute last wrote them (this flush, a read, a timer): the products the shared store lacks now.
+    return { ...report, unstored: [...this.#unstored] }
   }
 
   // ---------------------------------------------------------------- recompute
@@ -1034,7 +1043,16 @@ class StockCacheImpl implements StockCache {
         this.#m.recomputes++
         this.#m.keysComputed += projections.size
       }
-      if (this.#l2 !== undefined && l2Entries.length > 0) await this.#l2.setMany(l2Entries)
+      if (this.#l2 !== undefined && l2Entries.length > 0) {
+        const stored = await this.#l2.setMany(l2Entries)
+        if (this.#l2Shared) {
+          for (const [p, r] of result) {
+            if ('error' in r) continue
+            if (stored) this.#unstored.delete(p)
+            else this.#unstored.add(p)
+          }
+        }
+      }
       for (const w of l1Writes) this.#setL1(w.key, w.value, w.inputs, today)
       // Clear a dirty mark only when no newer mark arrived while we read.
       const cleaned: string[] = []

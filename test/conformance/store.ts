@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest'
+import { PROBE_KEY } from '../../src/cache/store-facade.js'
 import type { StockProjection, Store, StoreEntry } from '../../src/index.js'
 
 export interface StoreConformanceOptions {
@@ -86,6 +87,12 @@ export function runStoreConformance(makeStore: MakeStore, options: StoreConforma
       const got = await s.getMany(['nope', 'nada'])
       expect(got.size).toBe(0)
       expect((await s.getMany([])).size).toBe(0)
+    })
+
+    it("answers the cache's recovery probe (a key no product has) without an error", async () => {
+      // A store that cannot read this key keeps the cache's L2 degraded for good after its first failure.
+      const s = await make()
+      expect((await s.getMany([PROBE_KEY])).size).toBe(0)
     })
 
     it('round-trips entries exactly (numbers, nulls, negative zero as 0, nested arrays)', async () => {

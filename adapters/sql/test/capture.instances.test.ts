@@ -1,7 +1,7 @@
-import { createStockCache, defineStockSchema, type StockCache } from 'stockcast'
+import { createStockCache, defineStockSchema, type StockCache, type Store } from 'stockcast'
 import { afterEach, beforeEach, expect, it } from 'vitest'
 import { sqlChangeCapture, sqlReader, sqlStore } from '../src/index.js'
-import { pgliteTestDb, pgTestDb, type TestDb } from './capture-helpers.js'
+import { outboxCount, pgliteTestDb, pgTestDb, sleep, type TestDb, until } from './capture-helpers.js'
 import { describeService, pgDown, uniquePrefix } from './services.js'
 
 const DIALECTS: Array<[string, () => Promise<TestDb>, string | null]> = [
@@ -74,6 +74,50 @@ for (const [name, make, down] of DIALECTS) {
       expect(again.stockToday).toBe(7)
       expect(b.metrics().strongStoreMismatches).toBe(1)
       expect((await b.validate({ products: ['M1'] })).mismatches).toEqual([])
+    })
+
+    it("A's store write fails: the outbox row stays (B's strong read still sees it) until a recompute is stored", async () => {
+      const prefix = uniquePrefix('mi')
+      const capture = sqlChangeCapture(t.db, schema, { prefix })
+      await capture.install()
+      const table = sqlStore(t.db, { table: `${prefix}_projections` })
+      await table.install()
+      // A's view of the shared store: its writes fail while `down` (B's reads of the same table work).
+      let down = false
+      const storeOfA: Store = {
+        capabilities: { shared: true },
+        getMany: (keys) => table.getMany(keys),
+        setMany: (entries) => (down ? Promise.reject(new Error('store write refused')) : table.setMany(entries)),
+        deleteMany: (keys) => table.deleteMany(keys),
+        clear: () => table.clear(),
+        close: async () => {}, // the table store is B's too
+      }
+      const options = { schema, reader: sqlReader(t.db, schema), pendingMarks: capture, memory: { ttl: 0 } }
+      const a = createStockCache({ ...options, store: storeOfA, debounceMs: 0 })
+      const b = createStockCache({ ...options, store: table, debounceMs: 0 })
+      a.on('error', () => {})
+      caches.push(a, b)
+      const listener = await capture.listen(a)
+      stops.push(() => listener.stop())
+
+      await t.sql(`INSERT INTO mi_movements (sku, qty) VALUES ('M2', 5)`)
+      await listener.drain()
+      expect((await b.get('M2', { consistency: 'strong' })).stockToday).toBe(5)
+
+      down = true
+      await t.sql(`INSERT INTO mi_movements (sku, qty) VALUES ('M2', 2)`)
+      // A recomputes it (its L1 has it)...
+      await until(() => a.peek('M2')?.stockToday === 7, 10_000, 'A to recompute M2')
+      // ...but the store did not take it: the row stays, through the listener's retries (drain() would wait for it).
+      await sleep(600)
+      expect(await outboxCount(t, prefix)).toBe(1)
+      expect((await b.get('M2', { consistency: 'strong' })).stockToday).toBe(7)
+
+      down = false
+      await until(async () => (await outboxCount(t, prefix)) === 0, 15_000, 'the stored recompute and the row deleted')
+      const entry = (await table.getMany(['M2'])).get('M2')
+      expect(entry?.value.stockToday).toBe(7)
+      expect(listener.status().lastError).toBeNull()
     })
   })
 }

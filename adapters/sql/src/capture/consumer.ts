@@ -196,6 +196,8 @@ interface Cooling {
   attempt: number
   /** The row kept for it, which the cache has marked (later rows are new writes, not marked yet). */
   heldId: number
+  /** Held because the shared store lacks the new value: re-mark it (the recompute writes the store again). */
+  unstored: boolean
 }
 
 interface Outcome {
@@ -513,7 +515,7 @@ class Consumer implements OutboxConsumer {
     const toMark = new Map<string, { ids: number[]; tables: Set<string> | null; max: number }>()
     for (const [p, g] of byProduct) {
       const c = this.#cooling.get(p)
-      if (c !== undefined && g.ids.includes(c.heldId) && this.#cache.peek(p) !== undefined) {
+      if (c !== undefined && !c.unstored && g.ids.includes(c.heldId) && this.#cache.peek(p) !== undefined) {
         this.#cooling.delete(p)
         done.push(c.heldId)
         g.ids = g.ids.filter((id) => id !== c.heldId)
@@ -521,7 +523,7 @@ class Consumer implements OutboxConsumer {
       }
       toMark.set(p, g)
     }
-    const held: Array<{ product: string; keep: number; drop: number[]; deferred: boolean }> = []
+    const held: Array<{ product: string; keep: number; drop: number[]; deferred: boolean; unstored: boolean }> = []
     if (toMark.size > 0) {
       // Products changed on the same tables share one mark (one reason); each mark carries its highest row id.
       const marks = new Map<string, { products: string[]; tables: string[] | null; version: number }>()
@@ -545,8 +547,11 @@ class Consumer implements OutboxConsumer {
       const report = await this.#cache.flush()
       const failed = new Set(report.failed)
       const deferred = new Set(report.deferred)
+      // Recomputed, but the shared store did not take the value: other instances' strong reads compare with the
+      // store, so the row stays (it keeps telling them) until a recompute is stored.
+      const unstored = new Set(report.unstored)
       for (const [p, g] of toMark) {
-        if (failed.has(p) || deferred.has(p)) {
+        if (failed.has(p) || deferred.has(p) || unstored.has(p)) {
           // Keep one row per product (the oldest: its age is what status() reports; an earlier held row when
           // there is one); the others say nothing more, but their tables may differ: the kept row is widened to
           // name no table, so whoever re-marks it (after a crash, another instance) re-reads every source.
@@ -557,7 +562,8 @@ class Consumer implements OutboxConsumer {
             product: p,
             keep,
             drop: sorted.filter((id) => id !== keep),
-            deferred: !failed.has(p),
+            deferred: !failed.has(p) && !unstored.has(p),
+            unstored: !failed.has(p) && unstored.has(p),
           })
         } else {
           // Recomputed after every mark of it, the earlier held row's included: that row can go too.
@@ -584,6 +590,7 @@ class Consumer implements OutboxConsumer {
         until: now + Math.min(this.#o.retryMs * 2 ** (attempt - 1), cap),
         attempt,
         heldId: h.keep,
+        unstored: h.unstored,
       })
     }
     return { claimed: rows.length, deleted: done.length, progressed: done.length > 0 || newlyHeld > 0 }
