@@ -5,6 +5,7 @@ import {
   KEY_SEPARATOR,
   type StockCache,
   StockcastError,
+  type StockSchema,
   WaitTimeoutError,
 } from 'stockcast'
 import type { SqlDb, SqlDialect } from '../types.js'
@@ -89,6 +90,13 @@ function intOption(value: unknown, name: string, min: number, max: number, fallb
  * Check every option of `sqlChangeCapture`; a bad one is a `ConfigError` naming it. The outbox defaults to
  * `<prefix>_outbox` (`stockcast_outbox` with the default prefix).
  */
+/** The schema a capture is built for, checked once for both dialects. */
+export function assertCaptureSchema(schema: StockSchema): void {
+  if (!schema || !Array.isArray(schema.sources) || !Array.isArray(schema.related)) {
+    throw new ConfigError('sqlChangeCapture: schema must come from defineStockSchema(...)', { option: 'schema' })
+  }
+}
+
 export function resolveCaptureOptions(options: SqlChangeCaptureOptions = {}): ResolvedCaptureOptions {
   if (options === null || typeof options !== 'object')
     throw new ConfigError('sqlChangeCapture: options must be an object')

@@ -3,6 +3,7 @@ import { ConfigError, InvalidInputError, type StockCache, StockcastError, type S
 import { quoteIdent, splitQualified } from '../quote.js'
 import type { SqlDb } from '../types.js'
 import {
+  assertCaptureSchema,
   type OutboxConsumer,
   type OutboxDialect,
   type ResolvedCaptureOptions,
@@ -160,9 +161,7 @@ class MysqlCapture implements SqlChangeCapture {
   #mariadb: boolean | undefined
 
   constructor(db: SqlDb, schema: StockSchema, options: ResolvedCaptureOptions) {
-    if (!schema || !Array.isArray(schema.sources) || !Array.isArray(schema.related)) {
-      throw new ConfigError('sqlChangeCapture: schema must come from defineStockSchema(...)', { option: 'schema' })
-    }
+    assertCaptureSchema(schema)
     this.db = db
     this.#schema = schema
     this.#o = options

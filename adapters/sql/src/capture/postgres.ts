@@ -3,6 +3,7 @@ import { ConfigError, InvalidInputError, type StockCache, type StockSchema } fro
 import { quoteIdent, splitQualified } from '../quote.js'
 import type { SqlDb } from '../types.js'
 import {
+  assertCaptureSchema,
   type OutboxConsumer,
   type OutboxDialect,
   type ResolvedCaptureOptions,
@@ -111,9 +112,7 @@ class PostgresCapture implements SqlChangeCapture {
   #dialect: OutboxDialect | undefined
 
   constructor(db: SqlDb, schema: StockSchema, options: ResolvedCaptureOptions) {
-    if (!schema || !Array.isArray(schema.sources) || !Array.isArray(schema.related)) {
-      throw new ConfigError('sqlChangeCapture: schema must come from defineStockSchema(...)', { option: 'schema' })
-    }
+    assertCaptureSchema(schema)
     this.db = db
     this.#schema = schema
     this.#o = options
