@@ -57,6 +57,7 @@ export type {
   DistributedLock,
   InvalidationBus,
   InvalidationMessage,
+  MarkSource,
   MemoryTierOptions,
   PendingMarks,
   StockCacheOptions,
@@ -74,6 +75,7 @@ export type {
 export { defineStockSchema, isSafeIdentifier } from './stock/schema.js'
 export type {
   ErrorEvent,
+  FlushOptions,
   FlushReport,
   GetOptions,
   MarkOptions,
@@ -90,3 +92,5 @@ export type {
   ValidationReport,
 } from './stock/stock-cache.js'
 export { createStockCache, firstDifference } from './stock/stock-cache.js'
+export { backoffDelay } from './util/backoff.js'
+export { defaultTimers, every } from './util/timers.js'

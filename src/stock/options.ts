@@ -1,45 +1,19 @@
 import type { SourceReader, Store } from '../cache/types.js'
 import { ConfigError } from '../errors.js'
+import type { DistributedLock, InvalidationBus, PendingMarks } from '../invalidation/contracts.js'
 import { assertTimeZone } from '../projection/dates.js'
 import type { DecimalInput } from '../projection/types.js'
+import type { Clock, Timers } from '../util/timers.js'
 import type { StockSchema } from './schema.js'
 
-/** Where time comes from. Inject a fake one in tests. */
-export interface Clock {
-  now(): number
-}
-
-/** Timer functions (inject fake ones to test debounce and maxWait without sleeping). */
-export interface Timers {
-  setTimeout(fn: () => void, ms: number): unknown
-  clearTimeout(handle: unknown): void
-}
-
-/** A lock shared by several instances (Redis, PostgreSQL advisory locks): one recomputes a product at a time. */
-export interface DistributedLock {
-  /** Acquire the lock of `key` within `timeoutMs`; resolves to its release function. */
-  acquire(key: string, timeoutMs: number): Promise<() => Promise<void>>
-}
-
-/** A message that a product's projection changed at `version`. */
-export interface InvalidationMessage {
-  products: string[]
-  version: number
-  /** Who sent it (peers ignore their own messages). */
-  origin: string
-}
-
-/** Pub/sub between instances: peers drop L1 entries older than the announced version. */
-export interface InvalidationBus {
-  publish(message: InvalidationMessage): Promise<void>
-  subscribe(handler: (message: InvalidationMessage) => void): Promise<() => Promise<void>>
-}
-
-/** A source of marks that can be asked what is still unprocessed (the SQL adapter's outbox). */
-export interface PendingMarks {
-  /** For each of these products with unprocessed marks, the highest mark version. */
-  pending(products: readonly string[]): Promise<Map<string, number>>
-}
+export type {
+  DistributedLock,
+  InvalidationBus,
+  InvalidationMessage,
+  MarkSource,
+  PendingMarks,
+} from '../invalidation/contracts.js'
+export type { Clock, Timers } from '../util/timers.js'
 
 export interface MemoryTierOptions {
   /** Most keys kept in L1. @default 10_000 */

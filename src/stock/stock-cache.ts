@@ -12,6 +12,7 @@ import {
   StockcastError,
   WaitTimeoutError,
 } from '../errors.js'
+import type { MarkSource } from '../invalidation/contracts.js'
 import { KeyedLocks } from '../invalidation/locks.js'
 import { type AfterCommitTransaction, type HeldMark, TransactionScope } from '../invalidation/scope.js'
 import { Metrics, type MetricsSnapshot } from '../ops/metrics.js'
@@ -65,6 +66,20 @@ export interface FlushReport {
    * source must keep their marks (the SQL listener keeps their outbox rows and retries). Empty without a shared store.
    */
   unstored: string[]
+  /**
+   * Only with `flush({ units })`: the units whose marks made before the call are all reflected by a finished
+   * recompute (and, with a shared store, stored there). A mark source may delete those marks (the SQL listener
+   * deletes their outbox rows); marks of the other units must be kept and retried.
+   */
+  settled?: string[]
+}
+
+export interface FlushOptions {
+  /**
+   * Settle only these units (products): recompute the ones that are dirty, wait for recomputes of them already
+   * running, and report `settled`. Other dirty products are left to the scheduler. @default every dirty product
+   */
+  units?: readonly string[]
 }
 
 export interface ValidateOptions {
@@ -118,6 +133,11 @@ export interface StockCacheStatus {
   dirty: number
   /** Age in ms of the oldest unprocessed mark (0 when none). */
   oldestDirtyMs: number
+  /**
+   * Age in ms of the oldest committed change not yet reflected: the largest of `oldestDirtyMs` and of every attached
+   * mark source's oldest unprocessed change (the SQL outbox's oldest row). 0 when none.
+   */
+  oldestUnprocessedMs: number
   /** Recompute batches running. */
   inFlight: number
   /** L2 failed and is bypassed until it recovers. */
@@ -182,8 +202,13 @@ export interface StockCache {
   markDirty(products: string | readonly string[], options?: MarkOptions): number
   /** A transaction scope for marks: commit makes them pending, rollback drops them. */
   transaction(): TransactionScope
-  /** Recompute every pending product now and wait for it. */
-  flush(): Promise<FlushReport>
+  /** Recompute every pending product (or only `units`) now and wait for it. */
+  flush(options?: FlushOptions): Promise<FlushReport>
+  /**
+   * Attach a change capture (the SQL listener does it): `status()` reports its backlog and a
+   * `disableCacheTemporarily` block asks it to catch up before settling. Returns the function that detaches it.
+   */
+  attachSource(source: MarkSource): () => void
   /** While `fn` runs, marks are only collected; when it settles the touched products are recomputed. */
   disableCacheTemporarily<T>(fn: () => Promise<T> | T): Promise<T>
   /** Compare cached values with a fresh computation. */
@@ -216,6 +241,8 @@ interface DirtyState {
   sources: Set<string> | null
   /** When it first became dirty. */
   since: number
+  /** The newest mark sequence a finished recompute covered while newer marks kept it dirty. */
+  covered?: number
 }
 
 interface Today {
@@ -823,7 +850,62 @@ class StockCacheImpl implements StockCache {
     return report
   }
 
-  async flush(): Promise<FlushReport> {
+  readonly #sources = new Set<MarkSource>()
+
+  attachSource(source: MarkSource): () => void {
+    this.#assertOpen()
+    if (
+      source === null ||
+      typeof source !== 'object' ||
+      typeof source.oldestUnprocessedMs !== 'function' ||
+      typeof source.catchUp !== 'function'
+    ) {
+      throw new InvalidInputError('attachSource: a mark source has name, oldestUnprocessedMs() and catchUp()')
+    }
+    this.#sources.add(source)
+    return () => {
+      this.#sources.delete(source)
+    }
+  }
+
+  /** `flush({ units })`: settle only these units and say which are settled. */
+  async #flushUnits(units: readonly string[]): Promise<FlushReport> {
+    if (!Array.isArray(units)) throw new InvalidInputError('flush: units must be an array of product ids')
+    for (const p of units) assertProduct(p, 'flush')
+    this.#assertOpen()
+    const list = [...new Set(units)]
+    const report: FlushReport = { recomputed: 0, failed: [], deferred: [], unstored: [], settled: [] }
+    // The newest mark of each unit at the call: settled once a finished recompute started after it.
+    const target = new Map<string, number>()
+    for (const p of list) target.set(p, this.#dirty.get(p)?.seq ?? 0)
+    await Promise.allSettled(list.map((p) => this.#inFlight.get(p)?.promise))
+    if (this.#bulkDepth > 0) {
+      for (const p of list) if (this.#dirty.has(p)) report.deferred.push(p)
+    } else {
+      const dirty = list.filter((p) => this.#dirty.has(p))
+      for (let i = 0; i < dirty.length; i += this.#o.batchSize) {
+        const chunk = dirty.slice(i, i + this.#o.batchSize)
+        const result = await this.#recomputeBatch(chunk, { full: false, requestedLocation: null }).catch(
+          () => undefined,
+        )
+        for (const p of chunk) {
+          const r = result?.get(p)
+          if (r === undefined || 'error' in r) report.failed.push(p)
+          else report.recomputed++
+        }
+      }
+    }
+    for (const p of list) {
+      const st = this.#dirty.get(p)
+      const covered = st === undefined || (st.covered ?? 0) >= target.get(p)!
+      if (this.#unstored.has(p)) report.unstored.push(p)
+      else if (covered) report.settled!.push(p)
+    }
+    return report
+  }
+
+  async flush(options?: FlushOptions): Promise<FlushReport> {
+    if (options?.units !== undefined) return this.#flushUnits(options.units)
     this.#clearTimers()
     // Wait for batches already running, then recompute what is still dirty.
     await Promise.allSettled([...this.#inFlight.values()].map((f) => f.promise))
@@ -1064,7 +1146,10 @@ class StockCacheImpl implements StockCache {
           this.#dirty.delete(p)
           this.#bulkTouched.delete(p)
           cleaned.push(p)
-        } else if (st !== undefined) this.#m.racesKeptDirty++
+        } else if (st !== undefined) {
+          this.#m.racesKeptDirty++
+          if ((st.covered ?? 0) < startSeq) st.covered = startSeq
+        }
       }
       for (const ev of events) {
         this.#emitter.emit('updated', ev)
@@ -1266,8 +1351,29 @@ class StockCacheImpl implements StockCache {
     try {
       return await fn()
     } finally {
+      // Outermost block: changes written inside it through other connections reach the cache through its mark
+      // sources; hand them over while still in bulk mode, so the one settling pass covers them.
+      if (this.#bulkDepth === 1) await this.#catchUpSources()
       this.#bulkDepth--
-      if (this.#bulkDepth === 0) await this.#settleBulk()
+      if (this.#bulkDepth === 0) {
+        await this.#settleBulk()
+        for (const s of [...this.#sources]) s.afterBulk?.()
+      }
+    }
+  }
+
+  async #catchUpSources(): Promise<void> {
+    for (const s of [...this.#sources]) {
+      try {
+        await s.catchUp()
+      } catch (cause) {
+        this.#emitError(
+          new StockcastError(`mark source ${s.name}: catch-up after a bulk block failed: ${messageOf(cause)}`, {
+            cause,
+          }),
+          'bulk',
+        )
+      }
     }
   }
 
@@ -1404,9 +1510,18 @@ class StockCacheImpl implements StockCache {
     const now = this.#clock.now()
     let oldest = now
     for (const st of this.#dirty.values()) if (st.since < oldest) oldest = st.since
+    let unprocessed = now - oldest
+    for (const s of this.#sources) {
+      try {
+        unprocessed = Math.max(unprocessed, s.oldestUnprocessedMs())
+      } catch {
+        // a source that cannot tell does not hide the others
+      }
+    }
     return {
       dirty: this.#dirty.size,
       oldestDirtyMs: now - oldest,
+      oldestUnprocessedMs: unprocessed,
       inFlight: this.#batches,
       degraded: this.#l2?.degraded ?? false,
       storeDebt: this.#l2?.debt ?? 0,
