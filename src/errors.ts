@@ -14,6 +14,8 @@ export interface ErrorContext {
   source?: string
   /** The option at fault. */
   option?: string
+  /** Every product at fault, when there are several (a reader rejecting some ids of a batch). */
+  products?: readonly string[]
   /** The wrapped error. */
   cause?: unknown
 }
@@ -26,6 +28,7 @@ export class StockcastError extends Error {
   readonly tier?: 'l1' | 'l2' | 'l3'
   readonly source?: string
   readonly option?: string
+  readonly products?: readonly string[]
 
   constructor(message: string, context: ErrorContext = {}) {
     super(message, context.cause === undefined ? undefined : { cause: context.cause })
@@ -36,6 +39,7 @@ export class StockcastError extends Error {
     if (context.tier !== undefined) this.tier = context.tier
     if (context.source !== undefined) this.source = context.source
     if (context.option !== undefined) this.option = context.option
+    if (context.products !== undefined) this.products = context.products
   }
 }
 
@@ -56,7 +60,15 @@ export class LockTimeoutError extends StockcastError {
 
 /** The source reader (L3) failed and no old value could be served within `graceMs`. */
 export class SourceUnavailableError extends StockcastError {
-  static override readonly code = 'E_SOURCE_UNAVAILABLE'
+  static override readonly code: string = 'E_SOURCE_UNAVAILABLE'
+}
+
+/**
+ * The source reader did not answer within `readTimeoutMs`. A `SourceUnavailableError`: stale-if-error applies, the
+ * product stays dirty and is retried.
+ */
+export class ReadTimeoutError extends SourceUnavailableError {
+  static override readonly code = 'E_READ_TIMEOUT'
 }
 
 /** The shared store (L2) failed. Reads fall through to L3; this surfaces in `error` events and from direct store calls. */
@@ -81,6 +93,7 @@ export const errors = {
   E_INVALID_INPUT: InvalidInputError,
   E_LOCK_TIMEOUT: LockTimeoutError,
   E_SOURCE_UNAVAILABLE: SourceUnavailableError,
+  E_READ_TIMEOUT: ReadTimeoutError,
   E_STORE_UNAVAILABLE: StoreUnavailableError,
   E_WAIT_TIMEOUT: WaitTimeoutError,
   E_CLOSED: ClosedError,

@@ -2,6 +2,7 @@
 
 export type { MemoryStoreOptions } from './cache/memory-store.js'
 export { memoryStore } from './cache/memory-store.js'
+export type { MetricsSnapshot } from './cache/metrics.js'
 export type {
   ReadOptions,
   SourceInputs,
@@ -18,6 +19,7 @@ export {
   errors,
   InvalidInputError,
   LockTimeoutError,
+  ReadTimeoutError,
   SourceUnavailableError,
   StockcastError,
   StoreUnavailableError,
@@ -25,8 +27,6 @@ export {
 } from './errors.js'
 export type { AfterCommitTransaction } from './invalidation/scope.js'
 export { TransactionScope } from './invalidation/scope.js'
-
-export type { MetricsSnapshot } from './ops/metrics.js'
 export type {
   Availability,
   AvailabilityOptions,
@@ -77,6 +77,7 @@ export type {
   ErrorEvent,
   FlushOptions,
   FlushReport,
+  GetManyOptions,
   GetOptions,
   MarkOptions,
   MarkReason,
@@ -86,6 +87,8 @@ export type {
   StockCacheEvents,
   StockCacheStatus,
   StockoutEvent,
+  TransitionEvent,
+  TransitionKind,
   UpdatedEvent,
   ValidateOptions,
   ValidationMismatch,

@@ -146,3 +146,34 @@ describe('bad input gives the typed error and caches nothing', () => {
     expect(s.related[0]!.params).toEqual(['batch', 'other'])
   })
 })
+
+describe('defineStockSchema: where and related fragments must stand alone (item 10)', () => {
+  const base = { table: 'order_lines', product: 'product_code', quantity: 'open_qty', date: 'ship_date' }
+  it.each([
+    ['1=1) OR (1=1', /closes a parenthesis/],
+    ['status = 1 /* open', /unclosed \/\* comment/],
+    ["status = 'open", /unclosed string literal/],
+    ['(status = 1', /unclosed "\("/],
+    ['"status = 1', /unclosed quoted identifier/],
+  ])('refuses %j', (where, message) => {
+    expect(() => defineStockSchema({ onHand: [], demand: [{ ...base, where }] })).toThrow(message)
+    expect(() => defineStockSchema({ onHand: [], demand: [{ ...base, where }] })).toThrow(ConfigError)
+  })
+  it.each([
+    "status IN ('a)', 'b(')",
+    "note = 'it''s (fine'",
+    'x = 1 -- trailing comment with )',
+    '(a = 1) AND /* ( */ b = 2',
+    'EXISTS (SELECT 1 FROM orders o WHERE o.id = order_lines.order_id)',
+  ])('accepts %j', (where) => {
+    expect(() => defineStockSchema({ onHand: [], demand: [{ ...base, where }] })).not.toThrow()
+  })
+  it('checks related products queries the same way', () => {
+    expect(() =>
+      defineStockSchema({
+        onHand: [],
+        related: [{ table: 'orders', products: 'SELECT product_code FROM order_lines WHERE (order_id = :id' }],
+      }),
+    ).toThrow(/related\[0\]\.products/)
+  })
+})

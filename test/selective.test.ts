@@ -7,11 +7,11 @@ afterEach(async () => {
   await cache?.close()
 })
 
-describe('selective recompute by reason', () => {
+describe('selective recompute by reason (selectiveReads: true)', () => {
   it('a demand change re-reads only that source and reuses the cached components', async () => {
     const db = memorySource(schema)
     const reader = new ControlledReader(db.reader)
-    cache = createStockCache({ schema, reader, clock: new FakeClock(), debounceMs: 0 })
+    cache = createStockCache({ schema, reader, clock: new FakeClock(), debounceMs: 0, selectiveReads: true })
     db.attach(cache)
     const today = '2026-11-22'
     db.insert('stock_movements', { product_code: 'A', quantity: '10' })
@@ -36,7 +36,7 @@ describe('selective recompute by reason', () => {
   it('a free-text reason or an unknown table re-reads everything', async () => {
     const db = memorySource(schema)
     const reader = new ControlledReader(db.reader)
-    cache = createStockCache({ schema, reader, debounceMs: 0 })
+    cache = createStockCache({ schema, reader, debounceMs: 0, selectiveReads: true })
     db.insert('stock_movements', { product_code: 'A', quantity: '1' })
     await cache.get('A')
     reader.calls = []

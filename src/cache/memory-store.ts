@@ -1,11 +1,13 @@
 import { InvalidInputError } from '../errors.js'
-import type { Store, StoreEntry } from './types.js'
+import type { StockProjection, Store, StoreEntry } from './types.js'
 
-export interface MemoryStoreOptions {
+export interface MemoryStoreOptions<V = StockProjection> {
   /** Keys are kept under this prefix; `clear()` removes only them. @default 'stockcast:' */
   prefix?: string
   /** A map shared by several stores (simulates a shared L2 in tests). @default a new Map */
-  map?: Map<string, StoreEntry>
+  map?: Map<string, StoreEntry<V>>
+  /** Time source for `expiresAt`. @default Date */
+  clock?: { now(): number }
 }
 
 /**
@@ -16,11 +18,12 @@ export interface MemoryStoreOptions {
  * const cache = createStockCache({ schema, reader, store: memoryStore() })
  * ```
  */
-export function memoryStore(options: MemoryStoreOptions = {}): Store {
+export function memoryStore<V = StockProjection>(options: MemoryStoreOptions<V> = {}): Store<V> {
   const prefix = options.prefix ?? 'stockcast:'
   if (typeof prefix !== 'string')
     throw new InvalidInputError('memoryStore: prefix must be a string', { option: 'prefix' })
-  const map = options.map ?? new Map<string, StoreEntry>()
+  const map = options.map ?? new Map<string, StoreEntry<V>>()
+  const clock = options.clock ?? Date
   let closed = false
   const check = () => {
     if (closed) throw new InvalidInputError('memoryStore: the store is closed')
@@ -29,10 +32,13 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
     capabilities: { shared: false },
     async getMany(keys) {
       check()
-      const out = new Map<string, StoreEntry>()
+      const out = new Map<string, StoreEntry<V>>()
+      const now = clock.now()
       for (const k of keys) {
         const e = map.get(prefix + k)
-        if (e !== undefined) out.set(k, e)
+        if (e === undefined) continue
+        if (e.expiresAt !== undefined && e.expiresAt <= now) map.delete(prefix + k)
+        else out.set(k, e)
       }
       return out
     },
@@ -41,7 +47,12 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
       for (const [k, e] of entries) {
         const cur = map.get(prefix + k)
         if (cur !== undefined && cur.version > e.version) continue
-        map.set(prefix + k, { value: e.value, version: e.version, computedAt: e.computedAt })
+        map.set(
+          prefix + k,
+          e.expiresAt === undefined
+            ? { value: e.value, version: e.version, computedAt: e.computedAt }
+            : { value: e.value, version: e.version, computedAt: e.computedAt, expiresAt: e.expiresAt },
+        )
       }
     },
     async deleteMany(keys) {

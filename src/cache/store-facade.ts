@@ -1,5 +1,6 @@
 import { StoreUnavailableError } from '../errors.js'
-import type { Store, StoreEntry } from './types.js'
+import { backoffDelay } from '../util/backoff.js'
+import type { StockProjection, Store, StoreEntry } from './types.js'
 
 export interface StoreFacadeHooks {
   onError(error: StoreUnavailableError): void
@@ -22,8 +23,8 @@ export const PROBE_KEY = '\u001fstockcast-probe'
  * remembered ("debt"): they are never read from L2 and are deleted there before L2 is used again, so an old
  * entry cannot come back after an outage.
  */
-export class StoreFacade {
-  readonly #store: Store
+export class StoreFacade<V = StockProjection> {
+  readonly #store: Store<V>
   readonly #hooks: StoreFacadeHooks
   readonly #retryMs: number
   #degraded = false
@@ -35,7 +36,7 @@ export class StoreFacade {
   misses = 0
   errors = 0
 
-  constructor(store: Store, hooks: StoreFacadeHooks, retryMs: number) {
+  constructor(store: Store<V>, hooks: StoreFacadeHooks, retryMs: number) {
     this.#store = store
     this.#hooks = hooks
     this.#retryMs = retryMs
@@ -49,7 +50,7 @@ export class StoreFacade {
     return this.#debt.size
   }
 
-  async getMany(keys: readonly string[]): Promise<Map<string, StoreEntry>> {
+  async getMany(keys: readonly string[]): Promise<Map<string, StoreEntry<V>>> {
     if (this.#degraded || keys.length === 0) {
       this.misses += keys.length
       return new Map()
@@ -57,6 +58,9 @@ export class StoreFacade {
     try {
       const found = await this.#store.getMany(keys)
       if (this.#debt.size > 0) for (const k of found.keys()) if (this.#debt.has(k)) found.delete(k)
+      // An entry past its expiry is not served, whether or not the store has dropped it yet.
+      const now = this.#hooks.now()
+      for (const [k, e] of found) if (e.expiresAt !== undefined && e.expiresAt <= now) found.delete(k)
       this.hits += found.size
       this.misses += keys.length - found.size
       return found
@@ -68,7 +72,7 @@ export class StoreFacade {
   }
 
   /** True when the store took the entries; false when it is degraded or the write failed (the keys become debt). */
-  async setMany(entries: ReadonlyArray<readonly [string, StoreEntry]>): Promise<boolean> {
+  async setMany(entries: ReadonlyArray<readonly [string, StoreEntry<V>]>): Promise<boolean> {
     if (entries.length === 0) return true
     if (this.#degraded) {
       for (const [k] of entries) this.#debt.add(k)
@@ -136,8 +140,7 @@ export class StoreFacade {
 
   #scheduleProbe(): void {
     if (this.#closed) return
-    const delay = Math.min(this.#retryMs * 2 ** this.#attempt, 30_000)
-    this.#attempt++
+    const delay = backoffDelay(this.#attempt++, this.#retryMs)
     this.#retryTimer = this.#hooks.setTimer(() => {
       this.#retryTimer = undefined
       void this.probe()

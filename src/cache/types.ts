@@ -19,21 +19,23 @@ export interface StockProjection extends Projection {
 }
 
 /** One L2 entry. */
-export interface StoreEntry {
-  value: StockProjection
+export interface StoreEntry<V = StockProjection> {
+  value: V
   version: number
   computedAt: number
+  /** Epoch ms after which the entry must not be served (stores that support expiry may drop it then). */
+  expiresAt?: number
 }
 
 /**
  * The shared store (L2). Small on purpose: an SQL table, Redis or memory implement it.
  * Stores read and clear only keys under their own prefix.
  */
-export interface Store {
+export interface Store<V = StockProjection> {
   /** Entries for the keys that exist (missing keys are absent from the map). */
-  getMany(keys: readonly string[]): Promise<Map<string, StoreEntry>>
+  getMany(keys: readonly string[]): Promise<Map<string, StoreEntry<V>>>
   /** Write entries; an entry never replaces one with a higher version. */
-  setMany(entries: ReadonlyArray<readonly [key: string, entry: StoreEntry]>): Promise<void>
+  setMany(entries: ReadonlyArray<readonly [key: string, entry: StoreEntry<V>]>): Promise<void>
   /** Delete these keys. */
   deleteMany(keys: readonly string[]): Promise<void>
   /** Delete every key of this store (its prefix only). */
@@ -59,11 +61,16 @@ export interface SourceInputs {
 export interface ReadOptions {
   /** Read only these sources (ids from the schema); absent means all. */
   sources?: readonly string[]
+  /** The IANA zone in which timestamp columns are cut to days; the cache passes its own `timeZone`. @default 'UTC' */
+  timeZone?: string
 }
 
 /**
- * L3: reads the source tables for a batch of products, one set-based query per source.
- * Products with no rows may be absent from the map. Rows carry `source` (the schema source id).
+ * L3: reads the source tables for a batch of products, one set-based query per source, every source of one call
+ * in one snapshot (a value read is then a state the database had). Products with no rows may be absent from the
+ * map. Rows carry `source` (the schema source id). Ids the product column cannot hold, or rows the calculator
+ * cannot take, are rejected with an `InvalidInputError` whose `products` lists them: the cache fails those and
+ * reads the others again.
  */
 export interface SourceReader {
   /** Rows for a batch of products. */

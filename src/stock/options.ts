@@ -63,6 +63,19 @@ export interface StockCacheOptions {
   retryMs?: number
   /** When a `disableCacheTemporarily` block touched at least this many products, rebuild all instead. @default 20_000 */
   rebuildThreshold?: number
+  /**
+   * Longest ms a source read may take; past it the read fails with `ReadTimeoutError` (a `SourceUnavailableError`:
+   * stale-if-error applies, the products stay dirty and are retried). 0 waits forever. @default 30_000
+   */
+  readTimeoutMs?: number
+  /**
+   * Re-read only the sources a mark names (its `reason`) and reuse the product's cached rows of the others. Faster,
+   * but only sound when this cache sees every change of its sources, as it happens: a single instance (no shared
+   * store, no bus) whose every writer marks through it inside transactions. Otherwise a value can mix rows read at
+   * different moments (a state the database never had) or miss another consumer's change. @default false (every
+   * recompute of a marked product re-reads all its sources, in one snapshot with the SQL reader)
+   */
+  selectiveReads?: boolean
   /** @default Date */
   clock?: Clock
   /** @default the global setTimeout/clearTimeout (unref'd) */
@@ -85,6 +98,8 @@ export interface ResolvedOptions {
   waitTimeoutMs: number
   retryMs: number
   rebuildThreshold: number
+  readTimeoutMs: number
+  selectiveReads: boolean
 }
 
 const KNOWN = new Set([
@@ -108,6 +123,8 @@ const KNOWN = new Set([
   'waitTimeoutMs',
   'retryMs',
   'rebuildThreshold',
+  'readTimeoutMs',
+  'selectiveReads',
   'clock',
   'timers',
 ])
@@ -171,6 +188,16 @@ export function resolveOptions(o: StockCacheOptions): ResolvedOptions {
       option: 'maxWaitMs',
     })
   }
+  const selectiveReads = o.selectiveReads ?? false
+  if (typeof selectiveReads !== 'boolean') {
+    throw new ConfigError('createStockCache: selectiveReads must be a boolean', { option: 'selectiveReads' })
+  }
+  if (selectiveReads && (o.store?.capabilities?.shared === true || o.bus !== undefined)) {
+    throw new ConfigError(
+      'createStockCache: selectiveReads needs a single instance that sees every change: it cannot be used with a shared store or a bus (another instance may change sources this one would not re-read)',
+      { option: 'selectiveReads' },
+    )
+  }
   const safetyStock = o.safetyStock ?? 0
   if (typeof safetyStock !== 'number' && typeof safetyStock !== 'string') {
     throw new ConfigError('createStockCache: safetyStock must be a decimal string or number', { option: 'safetyStock' })
@@ -191,5 +218,7 @@ export function resolveOptions(o: StockCacheOptions): ResolvedOptions {
     waitTimeoutMs: int(o.waitTimeoutMs, 'waitTimeoutMs', 0, 3_600_000, 10_000),
     retryMs: int(o.retryMs, 'retryMs', 1, 3_600_000, 1000),
     rebuildThreshold: int(o.rebuildThreshold, 'rebuildThreshold', 1, 1_000_000_000, 20_000),
+    readTimeoutMs: int(o.readTimeoutMs, 'readTimeoutMs', 0, 2 ** 31 - 1, 30_000),
+    selectiveReads,
   }
 }

@@ -87,6 +87,52 @@ export function isSafeIdentifier(value: unknown, qualified = false): value is st
   return parts.every((p) => IDENT.test(p))
 }
 
+/**
+ * A SQL fragment pasted into a query must stand alone: parentheses balanced and never closed before they open,
+ * quotes and block comments closed, all outside string literals, quoted identifiers and comments. So
+ * `1=1) OR (1=1` (which would escape the parentheses it is wrapped in) and an unclosed `/*` are refused here.
+ */
+export function checkFragment(sql: string, option: string): void {
+  let depth = 0
+  let i = 0
+  const fail = (why: string): never => {
+    throw new ConfigError(`${option}: ${why}, in ${JSON.stringify(sql)}`, { option })
+  }
+  while (i < sql.length) {
+    const c = sql[i]!
+    const next = sql[i + 1]
+    if (c === "'" || c === '"' || c === '`') {
+      const end = closingQuote(sql, i + 1, c)
+      if (end < 0) fail(`unclosed ${c === "'" ? 'string literal' : 'quoted identifier'}`)
+      i = end + 1
+    } else if (c === '-' && next === '-') {
+      const nl = sql.indexOf('\n', i)
+      i = nl < 0 ? sql.length : nl + 1
+    } else if (c === '/' && next === '*') {
+      const end = sql.indexOf('*/', i + 2)
+      if (end < 0) fail('unclosed /* comment')
+      i = end + 2
+    } else {
+      if (c === '(') depth++
+      else if (c === ')' && --depth < 0) fail('a ")" closes a parenthesis the fragment did not open')
+      i++
+    }
+  }
+  if (depth > 0) fail(`${depth} unclosed "("`)
+}
+
+/** The index of the quote that closes one opened before `from` (a doubled quote is an escaped one), or -1. */
+function closingQuote(sql: string, from: number, quote: string): number {
+  let i = from
+  while (i < sql.length) {
+    const j = sql.indexOf(quote, i)
+    if (j < 0) return -1
+    if (sql[j + 1] === quote) i = j + 2
+    else return j
+  }
+  return -1
+}
+
 function checkIdent(value: unknown, where: string, qualified = false): string {
   if (!isSafeIdentifier(value, qualified)) {
     throw new ConfigError(
@@ -153,6 +199,7 @@ export function defineStockSchema(declaration: StockSchemaDeclaration): StockSch
           { option: `${at}.where` },
         )
       }
+      if (decl.where !== undefined) checkFragment(decl.where, `${at}.where`)
       if (decl.pending !== undefined && typeof decl.pending !== 'boolean')
         throw new ConfigError(`${at}.pending must be a boolean`, { option: `${at}.pending` })
       if (decl.pending && kind === 'onHand')
@@ -191,6 +238,7 @@ export function defineStockSchema(declaration: StockSchemaDeclaration): StockSch
         { option: `${at}.products` },
       )
     }
+    checkFragment(r.products, `${at}.products`)
     const params: string[] = []
     for (const m of withoutQuotedText(r.products).matchAll(PARAM)) if (!params.includes(m[1]!)) params.push(m[1]!)
     related.push(Object.freeze({ table, products: r.products, params: Object.freeze(params) }))

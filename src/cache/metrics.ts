@@ -61,9 +61,21 @@ export interface MetricsSnapshot {
   rebuilds: number
   validations: number
   mismatches: number
+  /** Reader calls that did not answer within `readTimeoutMs`. */
+  readTimeouts: number
+  /** Recomputes whose value equalled the one held before (no `updated` event). */
+  unchanged: number
+  /** `transition` events emitted (into or out of stock-out, into or out of CRITICAL). */
+  transitions: number
+  /**
+   * Age in ms of the oldest committed change not yet reflected, now: pending marks and the attached mark sources'
+   * backlogs (the SQL outbox). The freshness lag a default read may have.
+   */
+  freshnessLagMs: number
 }
 
-type Local = Omit<MetricsSnapshot, 'l2Hits' | 'l2Misses' | 'l2Errors' | 'lockWaits'>
+type Extra = 'l2Hits' | 'l2Misses' | 'l2Errors' | 'lockWaits' | 'freshnessLagMs'
+type Local = Omit<MetricsSnapshot, Extra>
 type CounterName = { [K in keyof Local]: Local[K] extends number ? K : never }[keyof Local]
 
 /** @internal plain counters (fields, not a Map: they sit on the read path). */
@@ -98,12 +110,15 @@ export class Metrics implements Local {
   rebuilds = 0
   validations = 0
   mismatches = 0
+  readTimeouts = 0
+  unchanged = 0
+  transitions = 0
 
   count(name: CounterName, n = 1): void {
     this[name] += n
   }
 
-  snapshot(extra: Pick<MetricsSnapshot, 'l2Hits' | 'l2Misses' | 'l2Errors' | 'lockWaits'>): MetricsSnapshot {
+  snapshot(extra: Pick<MetricsSnapshot, Extra>): MetricsSnapshot {
     const { count: _c, snapshot: _s, ...counters } = this as unknown as Record<string, unknown>
     return { ...(counters as unknown as Local), ...extra }
   }

@@ -1,0 +1,152 @@
+import { LRUCache } from 'lru-cache'
+
+/** What every cached value carries: the version it was computed at and when. */
+export interface Versioned {
+  version: number
+  computedAt: number
+}
+
+/** One L1 entry. The promise is made once, so an L1 hit returns it without allocating. */
+export interface L1Entry<V> {
+  value: V
+  promise: Promise<V>
+  /** The freshness epoch it was written under. */
+  epoch: number
+  /** What the loader keeps beside the value (the stock loader: the product's source rows). */
+  extra?: unknown
+}
+
+export interface MemoryTierOptions {
+  max: number
+  /** Ms an entry lives (0: until evicted or invalidated). */
+  ttl: number
+  now: () => number
+  /** The unit a key belongs to (a product for a location key); the unit's own key when it is one. */
+  unitOf: (key: string) => string
+}
+
+/**
+ * L1 on lru-cache: frozen values handed out without a copy, a version guard on every write (an older value never
+ * replaces a newer one), and an index from a unit to its other keys (a product's locations).
+ */
+export class MemoryTier<V extends Versioned> {
+  readonly lru: LRUCache<string, L1Entry<V>>
+  readonly #others = new Map<string, Set<string>>()
+  readonly #unitOf: (key: string) => string
+
+  constructor(o: MemoryTierOptions) {
+    this.#unitOf = o.unitOf
+    this.lru = new LRUCache<string, L1Entry<V>>({
+      max: o.max,
+      ...(o.ttl > 0 ? { ttl: o.ttl, perf: { now: o.now } } : {}),
+      dispose: (_value, key, reason) => {
+        if (reason !== 'set') this.#unindex(key)
+      },
+    })
+  }
+
+  get size(): number {
+    return this.lru.size
+  }
+
+  /** The fresh-by-TTL entry (lru-cache `get`: counts as a use). */
+  get(key: string): L1Entry<V> | undefined {
+    return this.lru.get(key)
+  }
+
+  /** Whatever is held, expired or not, without counting a use. */
+  peek(key: string): L1Entry<V> | undefined {
+    return this.lru.peek(key, { allowStale: true })
+  }
+
+  has(key: string): boolean {
+    return this.lru.has(key)
+  }
+
+  /** The unit's own key and every other key of it held in L1. */
+  keysOf(unit: string): string[] {
+    const others = this.#others.get(unit)
+    return others === undefined ? [unit] : [unit, ...others]
+  }
+
+  /** Write unless a newer value is held; `extra` is kept from the held entry when the version is the same. */
+  set(key: string, value: V, epoch: number, extra?: unknown): boolean {
+    const cur = this.peek(key)
+    if (
+      cur !== undefined &&
+      (cur.value.version > value.version ||
+        (cur.value.version === value.version && cur.value.computedAt > value.computedAt))
+    ) {
+      return false
+    }
+    const entry: L1Entry<V> = { value, promise: Promise.resolve(value), epoch }
+    if (extra !== undefined) entry.extra = extra
+    else if (cur?.extra !== undefined && cur.value.version === value.version) entry.extra = cur.extra
+    this.lru.set(key, entry)
+    const unit = this.#unitOf(key)
+    if (unit !== key) {
+      let set = this.#others.get(unit)
+      if (set === undefined) {
+        set = new Set()
+        this.#others.set(unit, set)
+      }
+      set.add(key)
+    }
+    return true
+  }
+
+  delete(key: string): void {
+    this.lru.delete(key)
+  }
+
+  /** Drop every key of a unit whose value is older than `version` (a peer announced a newer one). */
+  dropOlder(unit: string, version: number): number {
+    let n = 0
+    for (const key of this.keysOf(unit)) {
+      const e = this.peek(key)
+      if (e !== undefined && e.value.version < version) {
+        this.lru.delete(key)
+        n++
+      }
+    }
+    return n
+  }
+
+  keys(): IterableIterator<string> {
+    return this.lru.keys()
+  }
+
+  /** The `n` least recently used keys (for refresh jobs). */
+  oldest(n: number): string[] {
+    const out: string[] = []
+    for (const k of this.lru.rkeys()) {
+      if (out.length >= n) break
+      out.push(k)
+    }
+    return out
+  }
+
+  /** The `n` most recently used keys (for warming). */
+  recent(n: number): string[] {
+    const out: string[] = []
+    for (const k of this.lru.keys()) {
+      if (out.length >= n) break
+      out.push(k)
+    }
+    return out
+  }
+
+  clear(): void {
+    this.lru.clear()
+    this.#others.clear()
+  }
+
+  #unindex(key: string): void {
+    const unit = this.#unitOf(key)
+    if (unit === key) return
+    const set = this.#others.get(unit)
+    if (set === undefined) return
+    set.delete(key)
+    if (set.size === 0) this.#others.delete(unit)
+  }
+}

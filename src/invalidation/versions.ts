@@ -1,0 +1,87 @@
+import { InvalidInputError, WaitTimeoutError } from '../errors.js'
+import type { Clock, Timers } from '../util/timers.js'
+
+/**
+ * The version clock. Stamps start from and follow the clock (ms x 1000), so versions of instances and restarts
+ * compare by time; a mark may bring its own version (a source position such as an outbox row id), which moves the
+ * counter up when larger. `wait(v)` resolves once a version >= v has been handed out (read-your-writes).
+ */
+export class VersionClock {
+  readonly #clock: Clock
+  readonly #timers: Timers
+  #version: number
+  #waiters: Array<{ version: number; resolve: () => void }> = []
+
+  constructor(clock: Clock, timers: Timers) {
+    this.#clock = clock
+    this.#timers = timers
+    this.#version = Math.floor(clock.now()) * 1000
+  }
+
+  /** The newest version handed out. */
+  get current(): number {
+    return this.#version
+  }
+
+  /** The counter moved up to the clock: a batch stamps its values with it (>= every mark it covers). */
+  now(): number {
+    const t = Math.floor(this.#clock.now()) * 1000
+    if (t > this.#version) this.#version = t
+    return this.#version
+  }
+
+  /** The version of a new mark: the given one (validated) or the next stamp. */
+  next(given: number | undefined, where: string): number {
+    if (given === undefined) {
+      this.now()
+      return ++this.#version
+    }
+    if (typeof given !== 'number' || !Number.isSafeInteger(given) || given < 1) {
+      throw new InvalidInputError(`${where}: version must be a positive integer, got ${String(given)}`)
+    }
+    if (given > this.#version) this.#version = given
+    return given
+  }
+
+  /** Wake the waiters whose version has arrived. */
+  notify(): void {
+    if (this.#waiters.length === 0) return
+    const ready = this.#waiters.filter((w) => w.version <= this.#version)
+    if (ready.length === 0) return
+    this.#waiters = this.#waiters.filter((w) => w.version > this.#version)
+    for (const w of ready) w.resolve()
+  }
+
+  /** Resolve once `version` has been handed out; WaitTimeoutError after `timeoutMs`. */
+  wait(version: number, timeoutMs: number, where: string): Promise<void> {
+    if (typeof version !== 'number' || !Number.isFinite(version)) {
+      return Promise.reject(new InvalidInputError(`${where}: atLeast must be a version number, got ${String(version)}`))
+    }
+    if (version <= this.#version) return Promise.resolve()
+    return new Promise<void>((resolve, reject) => {
+      const waiter = {
+        version,
+        resolve: () => {
+          this.#timers.clearTimeout(timer)
+          resolve()
+        },
+      }
+      const timer = this.#timers.setTimeout(() => {
+        this.#waiters = this.#waiters.filter((w) => w !== waiter)
+        reject(
+          new WaitTimeoutError(
+            `${where}: version ${version} did not arrive within waitTimeoutMs=${timeoutMs} (newest seen: ${this.#version})`,
+            { option: 'waitTimeoutMs' },
+          ),
+        )
+      }, timeoutMs)
+      this.#waiters.push(waiter)
+    })
+  }
+
+  /** Release every waiter (the cache is closing). */
+  close(): void {
+    for (const w of this.#waiters) w.resolve()
+    this.#waiters = []
+  }
+}

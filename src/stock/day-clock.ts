@@ -1,0 +1,74 @@
+import type { Freshness } from '../cache/freshness.js'
+import type { StockProjection } from '../cache/types.js'
+import { todayIn } from '../projection/dates.js'
+import type { Clock, Timers } from '../util/timers.js'
+
+export interface Today {
+  date: string
+  endsAtMs: number
+}
+
+/**
+ * The stock cache's freshness: a projection is fresh on the day it was computed for. The epoch is bumped when D0
+ * changes in the configured time zone; L1 hits compare epochs instead of reading the clock (a clock read costs
+ * ~50 ns): a timer fires at the zone's midnight and the clock is also read every 1024 hits. With an injected clock
+ * and no injected timers, every hit reads the clock (tests move time by hand).
+ */
+export class DayClock implements Freshness<StockProjection> {
+  readonly #timeZone: string
+  readonly #clock: Clock
+  readonly #timers: Timers
+  readonly #exact: boolean
+  #today: Today = { date: '', endsAtMs: 0 }
+  #epoch = 0
+  #hits = 0
+  #timer: unknown = undefined
+  #closed = false
+
+  constructor(timeZone: string, clock: Clock, timers: Timers, exact: boolean) {
+    this.#timeZone = timeZone
+    this.#clock = clock
+    this.#timers = timers
+    this.#exact = exact
+  }
+
+  tick(): number {
+    if (this.#exact || (++this.#hits & 1023) === 0) this.day()
+    return this.#epoch
+  }
+
+  current(): number {
+    this.day()
+    return this.#epoch
+  }
+
+  accepts(value: StockProjection): boolean {
+    return value.today === this.day().date
+  }
+
+  /** D0 now, moving the epoch when the day changed. */
+  day(): Today {
+    const now = this.#clock.now()
+    if (now < this.#today.endsAtMs) return this.#today
+    const t = todayIn(this.#timeZone, now)
+    if (t.date !== this.#today.date) this.#epoch++
+    this.#today = { date: t.date, endsAtMs: t.endsAtMs }
+    if (!this.#exact && !this.#closed) {
+      if (this.#timer !== undefined) this.#timers.clearTimeout(this.#timer)
+      this.#timer = this.#timers.setTimeout(
+        () => {
+          this.#timer = undefined
+          this.day()
+        },
+        Math.min(t.endsAtMs - now + 1, 2 ** 31 - 1),
+      )
+    }
+    return this.#today
+  }
+
+  close(): void {
+    this.#closed = true
+    if (this.#timer !== undefined) this.#timers.clearTimeout(this.#timer)
+    this.#timer = undefined
+  }
+}
