@@ -27,11 +27,11 @@ async function measure(cache, fn) {
   }
 }
 
-/** The three scenarios against one cache configuration. */
-async function scenarios(options) {
+/** The three scenarios against one cache configuration (and one build of stockcast). */
+async function scenarios(options, create = createStockCache) {
   const products = productIds('C', PRODUCTS)
   const db = seededSource(products, 7)
-  const cache = createStockCache({ schema, reader: db.reader, ...options })
+  const cache = create({ schema, reader: db.reader, ...options })
   await cache.getMany(products) // warm: every recompute counted below comes from a mark
 
   const one = await measure(cache, async () => {
@@ -71,6 +71,12 @@ export async function main() {
   console.log('## coalescing: marks absorbed per recompute (real timers, 200 products warmed first)')
   const debounced = await scenarios({ debounceMs: 50, maxWaitMs: 200 })
   const immediate = await scenarios({ debounceMs: 0, maxWaitMs: 200 })
+  // STOCKCAST_BEFORE=<another build's dist/index.js>: the same scenarios on that build, in the same run.
+  const old = process.env.STOCKCAST_BEFORE
+    ? await import((await import('node:url')).pathToFileURL(process.env.STOCKCAST_BEFORE).href)
+    : undefined
+  const before =
+    old === undefined ? undefined : await scenarios({ debounceMs: 50, maxWaitMs: 200 }, old.createStockCache)
 
   const label = {
     one: 'tight loop',
@@ -88,6 +94,7 @@ export async function main() {
     for (const [config, r] of [
       ['debounce 50 / maxWait 200', debounced[key]],
       ['debounce 0 (baseline)', immediate[key]],
+      ...(before === undefined ? [] : [['before: debounce 50 / maxWait 200', before[key]]]),
     ]) {
       rows.push([
         config === 'debounce 50 / maxWait 200' ? label[key] : '',
@@ -113,6 +120,7 @@ export async function main() {
     const ratio = a.marks / Math.max(1, a.recomputes) / (b.marks / Math.max(1, b.recomputes))
     console.log(`${label[key].padEnd(21)}  marks/recompute, debounce 50 vs debounce 0: ${fmtRatio(ratio)}x`)
   }
+  if (before !== undefined) console.log(`before: ${process.env.STOCKCAST_BEFORE}`)
   console.log('recomputes count products recomputed (once per product per batch); "before flush" ran from the timers')
   return { debounced, immediate }
 }

@@ -25,6 +25,17 @@ import {
 } from './lib.mjs'
 
 const KEYS = 1000
+
+/**
+ * `STOCKCAST_BEFORE=<path to another build's dist/index.js>` adds that build's get and peek to the same run (to
+ * compare two versions of stockcast against the same baselines).
+ */
+export async function beforeBuild() {
+  const path = process.env.STOCKCAST_BEFORE
+  if (!path) return undefined
+  const { pathToFileURL } = await import('node:url')
+  return import(pathToFileURL(path).href)
+}
 const TARGET_GET = 0.7
 const TARGET_PEEK = 0.5
 
@@ -39,6 +50,9 @@ export async function main({ time = 1000, warmupTime = 250 } = {}) {
   const cache = createStockCache({ schema, reader: db.reader })
   const warmed = await cache.getMany(keys)
   if (warmed.size !== KEYS) throw new Error(`getMany warmed ${warmed.size} of ${KEYS} products`)
+  const old = await beforeBuild()
+  const oldCache = old?.createStockCache({ schema, reader: db.reader })
+  if (oldCache !== undefined) await oldCache.getMany(keys)
 
   // The baselines and the other caches hold the very same projection objects.
   const lru = new LRUCache({ max: KEYS })
@@ -80,6 +94,16 @@ export async function main({ time = 1000, warmupTime = 250 } = {}) {
     for (let i = 0; i < KEYS; i++) if (cache.peek(keys[i]) !== undefined) n++
     hits += n
   }
+  const oldGet = async () => {
+    let n = 0
+    for (let i = 0; i < KEYS; i++) if ((await oldCache.get(keys[i])) !== undefined) n++
+    hits += n
+  }
+  const oldPeek = () => {
+    let n = 0
+    for (let i = 0; i < KEYS; i++) if (oldCache.peek(keys[i]) !== undefined) n++
+    hits += n
+  }
   const cmGet = async () => {
     let n = 0
     for (let i = 0; i < KEYS; i++) if ((await cm.get(keys[i])) !== undefined) n++
@@ -101,6 +125,12 @@ export async function main({ time = 1000, warmupTime = 250 } = {}) {
     ['B: await lru.get(key)', awaitedLru],
     ['stockcast await cache.get(p)', stockGet],
     ['stockcast cache.peek(p)', stockPeek],
+    ...(oldCache === undefined
+      ? []
+      : [
+          ['before: await cache.get(p)', oldGet],
+          ['before: cache.peek(p)', oldPeek],
+        ]),
     ['cache-manager await cm.get(key)', cmGet],
     ['bentocache await get({ key })', bentoGet],
     ['bentocache, serialize: true (default)', bentoSerializedGet],
@@ -126,10 +156,13 @@ export async function main({ time = 1000, warmupTime = 250 } = {}) {
   const kindOf = new Map([
     ['A: lru.get(key) (sync)', 'sync'],
     ['stockcast cache.peek(p)', 'sync'],
+    ['before: cache.peek(p)', 'sync'],
   ])
   const targets = new Map([
     ['stockcast await cache.get(p)', TARGET_GET],
     ['stockcast cache.peek(p)', TARGET_PEEK],
+    ['before: await cache.get(p)', TARGET_GET],
+    ['before: cache.peek(p)', TARGET_PEEK],
   ])
   const rows = bench.tasks.map((t) => {
     const [baseName, base] = vs[kindOf.get(t.name) ?? 'async']
@@ -157,7 +190,9 @@ export async function main({ time = 1000, warmupTime = 250 } = {}) {
     `ratios: sync reads vs A (raw lru.get), async reads vs B (awaited lru.get); targets are reported, never enforced`,
   )
 
+  if (oldCache !== undefined) console.log(`before: ${process.env.STOCKCAST_BEFORE}`)
   await cache.close()
+  await oldCache?.close()
   await cm.disconnect?.()
   await bento.disconnectAll()
   await bentoSerialized.disconnectAll()
