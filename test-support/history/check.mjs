@@ -265,7 +265,7 @@ export function checkReads({ commits, timelines, reads, slackMs = 1, t0 = 0, max
     if (isCurrent) staleness.push(0)
     else {
       const t = clock.latestCommitMs(endK + 1)
-      if (Number.isFinite(t)) staleness.push(Math.max(0, r.start - t))
+      if (Number.isFinite(t)) staleness.push(Math.max(0, Math.floor(r.start - t)))
     }
   }
   staleness.sort((a, b) => a - b)
