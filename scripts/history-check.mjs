@@ -10,7 +10,7 @@
 //
 // Runs against the built packages (npm run build first). Exit code 1 when it found a violation, 2 on a failed run.
 import { parseArgs } from 'node:util'
-import { runHistory } from '../test-support/history/run.mjs'
+import { startHistory } from '../test-support/history/run.mjs'
 
 const { values } = parseArgs({
   options: {
@@ -30,22 +30,33 @@ if (values.db !== 'postgres' && values.db !== 'mysql') {
   console.error('--db must be postgres or mysql')
   process.exit(2)
 }
-try {
-  const result = await runHistory({
-    db: values.db,
-    seconds: Number(values.seconds),
-    writers: Number(values.writers),
-    caches: Number(values.caches),
-    products: Number(values.products),
-    batches: Number(values.batches),
-    ...(values.seed === undefined ? {} : { seed: Number(values.seed) }),
-    faults: !values['no-faults'],
-    baseline: values.baseline,
-    log: (line) => console.error(`[history] ${line}`),
+const run = startHistory({
+  db: values.db,
+  seconds: Number(values.seconds),
+  writers: Number(values.writers),
+  caches: Number(values.caches),
+  products: Number(values.products),
+  batches: Number(values.batches),
+  ...(values.seed === undefined ? {} : { seed: Number(values.seed) }),
+  faults: !values['no-faults'],
+  baseline: values.baseline,
+  log: (line) => console.error(`[history] ${line}`),
+})
+// Interrupted: the child processes and the run's tables go too.
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => {
+    console.error(`[history] ${signal}: cleaning up`)
+    run.cleanup().finally(() => process.exit(130))
   })
+}
+let code = 2
+try {
+  const result = await run.done
   console.log(values.json ? JSON.stringify(result, null, 2) : result.summary)
-  process.exit(result.violations === 0 ? 0 : 1)
+  code = result.violations === 0 ? 0 : 1
 } catch (e) {
   console.error(e)
-  process.exit(2)
+} finally {
+  await run.cleanup()
 }
+process.exit(code)
