@@ -3,10 +3,11 @@
 // PostgreSQL or MariaDB, faults injected, every read judged against the replayed commit history.
 //
 //   node scripts/history-check.mjs --db postgres|mysql --seconds 60 --writers 5 --caches 3 [--products 40]
-//     [--batches 12] [--seed N] [--no-faults] [--baseline] [--json]
+//     [--batches 12] [--seed N] [--no-faults] [--baseline] [--unlocked-batches] [--json]
 //
 // --baseline: the writers alone on tables without the capture (no triggers, no caches): their errors, if any, are
-// the workload's own, not the capture's.
+// the workload's own, not the capture's. --unlocked-batches: picking items change without locking their batch's
+// order row (a status flip may then run concurrently: the related race, see the README).
 //
 // Runs against the built packages (npm run build first). Exit code 1 when it found a violation, 2 on a failed run.
 import { parseArgs } from 'node:util'
@@ -23,6 +24,7 @@ const { values } = parseArgs({
     seed: { type: 'string' },
     'no-faults': { type: 'boolean', default: false },
     baseline: { type: 'boolean', default: false },
+    'unlocked-batches': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
   },
 })
@@ -40,6 +42,7 @@ const run = startHistory({
   ...(values.seed === undefined ? {} : { seed: Number(values.seed) }),
   faults: !values['no-faults'],
   baseline: values.baseline,
+  lockBatches: !values['unlocked-batches'],
   log: (line) => console.error(`[history] ${line}`),
 })
 // Interrupted: the child processes and the run's tables go too.

@@ -20,6 +20,11 @@ export interface HistoryOptions {
   faults?: boolean
   /** Writers alone on tables without the capture (no caches): their errors are the workload's own. */
   baseline?: boolean
+  /**
+   * Writers lock the order row of every batch whose picking items they touch (or whose status they flip) first.
+   * `false` lets a status flip run concurrently with an item joining its batch (README, "the related race"). @default true
+   */
+  lockBatches?: boolean
   /** Widening of every read window, ms. @default 1 */
   slackMs?: number
   log?: (line: string) => void

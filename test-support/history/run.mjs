@@ -307,6 +307,7 @@ export function startHistory(options = {}) {
         productList: products,
         batchList: batches,
         batches: batches.length,
+        lockBatches: o.lockBatches !== false,
         seed: seed + 1000 * (i + 1),
       }
       const c = child(name, 'writer.mjs', cfg, (msg) => {

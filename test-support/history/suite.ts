@@ -39,7 +39,7 @@ export function historySuite(
       expect(r.historyProblems).toEqual([])
       expect(r.commits).toBeGreaterThan(30)
       expect(r.writerErrors).toMatchObject({ total: 0 })
-    }, 15_000)
+    }, 20_000)
 
     it(`${WRITE_SECONDS} s of random transactions: no wrong value, no stale strong read, nothing wrong at rest, no writer error`, async () => {
       const r = await run({ seconds: WRITE_SECONDS, writers: 4, caches: 3 })
@@ -55,6 +55,7 @@ export function historySuite(
       expect(r.reads.many).toBeGreaterThan(300)
       expect(r.faults.killed).toHaveLength(1)
       expect(r.faults.replacements).toHaveLength(1)
+      expect(r.faults.terminations).toHaveLength(2)
       expect(r.faults.terminations.every((t) => t.n > 0)).toBe(true)
       expect(r.atRest.checked).toBeGreaterThan(0)
       if (!enforce) return

@@ -250,7 +250,9 @@ async function transaction(conn, rng, loopId) {
         `SELECT code FROM ${t.products} WHERE code IN (${marks(products.length)}) ORDER BY code FOR UPDATE`,
         products,
       )
-    if (batches.length > 0)
+    // (`lockBatches: false`: picking items join and leave batches without locking the batch's order row, so a status
+    // flip can run concurrently with them: see README, "the related race".)
+    if (batches.length > 0 && cfg.lockBatches)
       await conn.q(
         `SELECT picking_batch_id FROM ${t.orders} WHERE picking_batch_id IN (${marks(batches.length)}) ORDER BY picking_batch_id FOR UPDATE`,
         batches,
