@@ -6,6 +6,8 @@
 export interface ErrorContext {
   /** The product whose read, mark or recompute failed. */
   productId?: string
+  /** Every product at fault when there are several (`productId` is then the first). */
+  products?: readonly string[]
   /** The cache key (product, or product and location). */
   key?: string
   /** The tier that failed: `l1`, `l2` or `l3`. */
@@ -22,6 +24,7 @@ export class StockcastError extends Error {
   static readonly code: string = 'E_STOCKCAST'
   readonly code: string
   readonly productId?: string
+  readonly products?: readonly string[]
   readonly key?: string
   readonly tier?: 'l1' | 'l2' | 'l3'
   readonly source?: string
@@ -32,6 +35,7 @@ export class StockcastError extends Error {
     this.name = new.target.name
     this.code = (new.target as typeof StockcastError).code
     if (context.productId !== undefined) this.productId = context.productId
+    if (context.products !== undefined) this.products = context.products
     if (context.key !== undefined) this.key = context.key
     if (context.tier !== undefined) this.tier = context.tier
     if (context.source !== undefined) this.source = context.source
