@@ -156,7 +156,8 @@ export function sqlStore(db: SqlDb, options: SqlStoreOptions = {}): SqlStore {
   const install = async (): Promise<void> => {
     if (pg) {
       await db.transaction(async (tx) => {
-        await tx.query('SELECT pg_advisory_xact_lock(hashtext($1)) AS locked', [`stockcast store ${table}`])
+        // `FROM`: the lock function returns void, a type some drivers (Prisma's adapters) cannot read.
+        await tx.query('SELECT 1 AS locked FROM pg_advisory_xact_lock(hashtext($1))', [`stockcast store ${table}`])
         const cols = await tx.query<{ name: string }>(
           'SELECT attname AS name FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped',
           [table],
