@@ -15,6 +15,7 @@ const scripts = [
   'coalescing.mjs',
   'sql-postgres.mjs',
   'sql-mariadb.mjs',
+  'sql-reader.mjs',
   'sequelize.mjs',
   'prisma.mjs',
 ]

@@ -6,6 +6,8 @@
 export interface ErrorContext {
   /** The product whose read, mark or recompute failed. */
   productId?: string
+  /** Every product at fault when there are several (`productId` is then the first). */
+  products?: readonly string[]
   /** The cache key (product, or product and location). */
   key?: string
   /** The tier that failed: `l1`, `l2` or `l3`. */
@@ -14,8 +16,6 @@ export interface ErrorContext {
   source?: string
   /** The option at fault. */
   option?: string
-  /** Every product at fault, when there are several (a reader rejecting some ids of a batch). */
-  products?: readonly string[]
   /** The wrapped error. */
   cause?: unknown
 }
@@ -24,22 +24,22 @@ export class StockcastError extends Error {
   static readonly code: string = 'E_STOCKCAST'
   readonly code: string
   readonly productId?: string
+  readonly products?: readonly string[]
   readonly key?: string
   readonly tier?: 'l1' | 'l2' | 'l3'
   readonly source?: string
   readonly option?: string
-  readonly products?: readonly string[]
 
   constructor(message: string, context: ErrorContext = {}) {
     super(message, context.cause === undefined ? undefined : { cause: context.cause })
     this.name = new.target.name
     this.code = (new.target as typeof StockcastError).code
     if (context.productId !== undefined) this.productId = context.productId
+    if (context.products !== undefined) this.products = context.products
     if (context.key !== undefined) this.key = context.key
     if (context.tier !== undefined) this.tier = context.tier
     if (context.source !== undefined) this.source = context.source
     if (context.option !== undefined) this.option = context.option
-    if (context.products !== undefined) this.products = context.products
   }
 }
 

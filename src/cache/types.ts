@@ -61,7 +61,10 @@ export interface SourceInputs {
 export interface ReadOptions {
   /** Read only these sources (ids from the schema); absent means all. */
   sources?: readonly string[]
-  /** The IANA zone in which timestamp columns are cut to days; the cache passes its own `timeZone`. @default 'UTC' */
+  /**
+   * The IANA zone in which timestamp columns are cut to days (the cache passes its own `timeZone`).
+   * @default 'UTC'
+   */
   timeZone?: string
 }
 

@@ -177,6 +177,69 @@ export function runStoreConformance(makeStore: MakeStore, options: StoreConforma
       expect([...got.keys()].sort()).toEqual([...keys].sort())
     })
 
+    it('round-trips a 10 kB key; the rest of its batch lands, and versions still hold', async () => {
+      // Longer than any index entry of a SQL table (PostgreSQL btree rows stop at about 2.7 kB).
+      const s = await make()
+      // Pseudo-random characters: a repeated one would compress below any limit.
+      let seed = 42
+      const noise = (n: number, alphabet: string) =>
+        Array.from({ length: n }, () => {
+          seed = (seed * 1103515245 + 12345) % 2 ** 31
+          return alphabet[seed % alphabet.length]
+        }).join('')
+      const long = `LONG-${noise(10_000, 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789')}`
+      const wide = `WIDE-${noise(5_000, '\u00e9\u00e8\u00ea\u00eb\u00e0\u00e2\u00e7\u00f4\u00fb\u00ee')}` // 10 kB of UTF-8
+      await s.setMany([
+        [long, entry(long, 2, 20)],
+        ['SHORT', entry('SHORT', 1, 1)],
+        [wide, entry(wide, 3, 30)],
+      ])
+      const got = await s.getMany([long, 'SHORT', wide, `${long}y`, long.slice(0, -1)])
+      expect([...got.keys()].sort()).toEqual([long, 'SHORT', wide].sort())
+      expect(got.get(long)!.value.stockToday).toBe(20)
+      expect(got.get(long)!.value.key).toBe(long)
+      expect(got.get(wide)!.value.stockToday).toBe(30)
+      await s.setMany([[long, entry(long, 1, 10)]])
+      expect((await s.getMany([long])).get(long)!.version).toBe(2)
+      await s.setMany([[long, entry(long, 4, 40)]])
+      expect((await s.getMany([long])).get(long)!.value.stockToday).toBe(40)
+      await s.deleteMany([long])
+      expect([...(await s.getMany([long, 'SHORT', wide])).keys()].sort()).toEqual(['SHORT', wide].sort())
+    })
+
+    it('keeps keys with control characters, emoji, escapes and look-alikes apart', async () => {
+      const s = await make()
+      const keys = [
+        'nul\u0000inside',
+        'nul\u0000',
+        'line\nbreak\ttab\r',
+        'back\\slash\\',
+        'quote"\'`',
+        'emoji-\u{1F4E6}-\u{1F600}',
+        'rtl-\u05D0\u05D1\u200F',
+        'zwj-\u200D-bom-\uFEFF',
+        'caf\u00e9', // precomposed
+        'cafe\u0301', // e + combining accent: the same text to a reader, another key
+        '%_!*?[]',
+        'prefix',
+        'prefix-longer',
+        ' ',
+      ]
+      await s.setMany(keys.map((k, i) => [k, entry(k, i + 1, i)] as const))
+      const got = await s.getMany([...keys, 'nul', 'cafe', 'CAF\u00c9'])
+      expect([...got.keys()].sort()).toEqual([...keys].sort())
+      keys.forEach((k, i) => {
+        expect(got.get(k)!.value.stockToday).toBe(i)
+        expect(got.get(k)!.value.key).toBe(k)
+      })
+      await s.deleteMany(['nul\u0000', 'caf\u00e9', 'prefix'])
+      const left = await s.getMany(keys)
+      expect(left.size).toBe(keys.length - 3)
+      expect(left.has('nul\u0000inside')).toBe(true)
+      expect(left.has('cafe\u0301')).toBe(true)
+      expect(left.has('prefix-longer')).toBe(true)
+    })
+
     it('clear() empties the store', async () => {
       const s = await make()
       await s.setMany([['A', entry('A', 1)]])

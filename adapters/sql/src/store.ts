@@ -7,7 +7,7 @@ import {
   type StoreEntry,
   StoreUnavailableError,
 } from 'stockcast'
-import { LIKE_ESCAPE, likePrefix, placeholders, quoteIdent } from './quote.js'
+import { placeholders, quoteIdent, splitQualified } from './quote.js'
 import type { SqlDb } from './types.js'
 
 export interface SqlStoreOptions {
@@ -15,7 +15,11 @@ export interface SqlStoreOptions {
   table?: string
   /** Keys are stored as `prefix + key`; `clear()` deletes only rows under it, so stores can share a table. @default 'stockcast:' */
   prefix?: string
-  /** Create the table (`CREATE TABLE IF NOT EXISTS`) on first use. With `false`, call `install()` yourself. @default true */
+  /**
+   * Run `install()` on first use: create the table, or migrate one of an older layout. With `false`, call `install()`
+   * yourself (until then a missing or older table makes every call a `StoreUnavailableError`).
+   * @default true
+   */
   create?: boolean
 }
 
@@ -23,7 +27,10 @@ export interface SqlStoreOptions {
 export interface SqlStore extends Store {
   /** The quoted table name. */
   readonly table: string
-  /** Create the table if it does not exist (idempotent). Works after `close()`. */
+  /**
+   * Create the table if it does not exist, or bring a table of an older layout to the current one (idempotent; safe
+   * when several processes run it at once: they take turns on a lock). Works after `close()`.
+   */
   install(): Promise<void>
   /** Drop the table, with the entries of every prefix in it. Works after `close()`. */
   drop(): Promise<void>
@@ -34,7 +41,10 @@ const MYSQL_ROWS = 500
 const MYSQL_BYTES = 4 * 1024 * 1024
 /** Deadlocks and lock timeouts between concurrent batches are retried this many times. */
 const RETRIES = 5
+/** Seconds `install()` waits for another process's install on MySQL/MariaDB (PostgreSQL waits as long as it takes). */
+const INSTALL_LOCK_SECONDS = 60
 
+/** `key` arrives as hex text (every driver returns text; PostgreSQL `bytea` and MySQL `BLOB` would not agree). */
 type Row = { key: unknown; value: unknown; version: unknown; computed_at: unknown }
 
 const messageOf = (e: unknown) => (e instanceof Error ? e.message : String(e))
@@ -45,10 +55,37 @@ function isRetryable(e: unknown): boolean {
   return err?.code === '40P01' || err?.code === '40001' || err?.errno === 1213 || err?.errno === 1205
 }
 
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'))
+
+/** The UTF-8 bytes of `s` as hex (TextEncoder: no Buffer, so PGlite in a browser works too). */
+function toHex(s: string): string {
+  let out = ''
+  for (const b of encoder.encode(s)) out += HEX[b]
+  return out
+}
+
+function fromHex(h: string): string {
+  const bytes = new Uint8Array(h.length >> 1)
+  for (let i = 0; i < bytes.length; i++) bytes[i] = Number.parseInt(h.slice(2 * i, 2 * i + 2), 16)
+  return decoder.decode(bytes)
+}
+
+/** A string with an unpaired surrogate: its UTF-8 form is U+FFFD, which another key may be. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+/** A key the table can hold exactly: any string whose UTF-8 form is its own (no unpaired surrogate). */
+const storable = (key: string) => !LONE_SURROGATE.test(key)
+
 /**
- * The L2 store as one table: a row per key (`key`, JSON `value`, `version`, `computed_at`), shared by every process
- * that points at it. Writes are conditional in the statement itself, so a lower version never replaces a higher one,
- * whatever the interleaving. PostgreSQL stores `json` (kept as written: about 2x cheaper to write than `jsonb` here, and nothing queries inside it); MySQL/MariaDB store the JSON text as written (exact).
+ * The L2 store as one table, shared by every process that points at it: a row per key with `key_hash` (SHA-256 of
+ * the key's UTF-8 bytes, the primary key), `key` (the bytes themselves, compared on every read and write), the JSON
+ * `value`, `version` and `computed_at`. Any key fits, whatever its length or characters (PostgreSQL btree entries
+ * stop at about 2.7 kB, so the key itself is not indexed); a key with an unpaired surrogate, which no UTF-8 column
+ * holds exactly, is never stored and always a miss. Writes are conditional in the statement itself, so a lower
+ * version never replaces a higher one, whatever the interleaving. PostgreSQL stores `json` (kept as written: about
+ * 2x cheaper to write than `jsonb` here, and nothing queries inside it); MySQL/MariaDB store the JSON text as
+ * written (exact).
  *
  * @example
  * ```ts
@@ -68,6 +105,11 @@ export function sqlStore(db: SqlDb, options: SqlStoreOptions = {}): SqlStore {
   const prefix = options.prefix ?? 'stockcast:'
   if (typeof prefix !== 'string') {
     throw new ConfigError(`sqlStore: prefix must be a string, got ${JSON.stringify(prefix)}`, { option: 'prefix' })
+  }
+  if (!storable(prefix)) {
+    throw new ConfigError('sqlStore: prefix has an unpaired surrogate (no UTF-8 column holds it exactly)', {
+      option: 'prefix',
+    })
   }
   if (options.create !== undefined && typeof options.create !== 'boolean') {
     throw new ConfigError('sqlStore: create must be a boolean', { option: 'create' })
@@ -100,19 +142,90 @@ export function sqlStore(db: SqlDb, options: SqlStoreOptions = {}): SqlStore {
     }
   }
 
+  const tableName = options.table ?? 'stockcast_projections'
   const createSql = pg
-    ? `CREATE TABLE IF NOT EXISTS ${table} (key text PRIMARY KEY, value json NOT NULL, version bigint NOT NULL, computed_at bigint NOT NULL)`
-    : // VARBINARY key: byte-exact (the default collations ignore case and trailing spaces); LONGTEXT keeps the JSON as written.
-      `CREATE TABLE IF NOT EXISTS ${table} (\`key\` VARBINARY(3072) NOT NULL PRIMARY KEY, \`value\` LONGTEXT CHARACTER SET utf8mb4 NOT NULL, \`version\` BIGINT NOT NULL, \`computed_at\` BIGINT NOT NULL)`
+    ? `CREATE TABLE IF NOT EXISTS ${table} (key_hash bytea PRIMARY KEY, key bytea NOT NULL, value json NOT NULL, version bigint NOT NULL, computed_at bigint NOT NULL)`
+    : // LONGTEXT keeps the JSON as written.
+      `CREATE TABLE IF NOT EXISTS ${table} (\`key_hash\` BINARY(32) NOT NULL PRIMARY KEY, \`key\` LONGBLOB NOT NULL, \`value\` LONGTEXT CHARACTER SET utf8mb4 NOT NULL, \`version\` BIGINT NOT NULL, \`computed_at\` BIGINT NOT NULL)`
 
+  /**
+   * Create the table, or migrate one of the first layout (`key` as the primary key: text on PostgreSQL,
+   * VARBINARY(3072) on MySQL) in place, entries kept. Several processes at once take turns on a lock named after the
+   * table (PostgreSQL: a transaction-scoped advisory lock; MySQL: GET_LOCK on one session).
+   */
   const install = async (): Promise<void> => {
-    try {
-      await db.execute(createSql)
-    } catch (e) {
-      // Two processes racing on CREATE TABLE IF NOT EXISTS in PostgreSQL: the loser sees the type or table as existing.
-      const code = (e as { code?: unknown }).code
-      if (code !== '23505' && code !== '42P07') throw e
+    if (pg) {
+      await db.transaction(async (tx) => {
+        // `FROM`: the lock function returns void, a type some drivers (Prisma's adapters) cannot read.
+        await tx.query('SELECT 1 AS locked FROM pg_advisory_xact_lock(hashtext($1))', [`stockcast store ${table}`])
+        const cols = await tx.query<{ name: string }>(
+          'SELECT attname AS name FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped',
+          [table],
+        )
+        if (cols.length === 0) {
+          await tx.execute(createSql)
+          return
+        }
+        if (cols.some((c) => c.name === 'key_hash')) return
+        // The first layout: key text PRIMARY KEY. One transaction: readers and writers wait, then see the new layout.
+        const [pk] = await tx.query<{ name: string }>(
+          "SELECT conname AS name FROM pg_catalog.pg_constraint WHERE conrelid = to_regclass($1) AND contype = 'p'",
+          [table],
+        )
+        const drop = pk === undefined ? '' : `DROP CONSTRAINT "${pk.name.replaceAll('"', '""')}", `
+        await tx.execute(
+          `ALTER TABLE ${table} ${drop}ALTER COLUMN key TYPE bytea USING convert_to(key, 'UTF8'), ADD COLUMN key_hash bytea`,
+        )
+        await tx.execute(`UPDATE ${table} SET key_hash = sha256(key)`)
+        await tx.execute(`ALTER TABLE ${table} ALTER COLUMN key_hash SET NOT NULL, ADD PRIMARY KEY (key_hash)`)
+      })
+      return
     }
+    await db.session(async (s) => {
+      // Lock names are server-wide: the database and the table, hashed to stay within 64 characters.
+      const [got] = await s.query<{ ok: unknown }>(
+        `SELECT GET_LOCK(CONCAT('stockcast_store:', LEFT(SHA2(CONCAT(DATABASE(), '.', ?), 256), 40)), ?) AS ok`,
+        [table, INSTALL_LOCK_SECONDS],
+      )
+      if (Number(got?.ok) !== 1) {
+        throw new StoreUnavailableError(
+          `sqlStore(${table}): install() waited ${INSTALL_LOCK_SECONDS} s for another process installing the table`,
+          { tier: 'l2' },
+        )
+      }
+      try {
+        const [schemaName, name] = splitQualified(tableName)
+        const cols = await s.query<{ name: unknown; nullable: unknown }>(
+          'SELECT COLUMN_NAME AS name, IS_NULLABLE AS nullable FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?',
+          [schemaName, name],
+        )
+        if (cols.length === 0) {
+          await s.execute(createSql)
+          return
+        }
+        // The first layout (`key` VARBINARY(3072) PRIMARY KEY), in steps that a rerun resumes: MySQL DDL commits
+        // one statement at a time.
+        const hash = cols.find((c) => String(c.name).toLowerCase() === 'key_hash')
+        if (hash === undefined) {
+          await s.execute(
+            `ALTER TABLE ${table} DROP PRIMARY KEY, MODIFY \`key\` LONGBLOB NOT NULL, ADD COLUMN \`key_hash\` BINARY(32) NULL FIRST`,
+          )
+        }
+        if (hash === undefined || String(hash.nullable).toUpperCase() === 'YES') {
+          await s.execute(`UPDATE ${table} SET \`key_hash\` = UNHEX(SHA2(\`key\`, 256)) WHERE \`key_hash\` IS NULL`)
+          await s.execute(
+            `ALTER TABLE ${table} MODIFY \`key_hash\` BINARY(32) NOT NULL, ADD PRIMARY KEY (\`key_hash\`)`,
+          )
+        }
+      } finally {
+        await s
+          .query(
+            "SELECT RELEASE_LOCK(CONCAT('stockcast_store:', LEFT(SHA2(CONCAT(DATABASE(), '.', ?), 256), 40))) AS released",
+            [table],
+          )
+          .catch(() => {})
+      }
+    })
   }
   const ensureTable = (): Promise<void> => {
     installing ??= install().catch((e) => {
@@ -122,11 +235,12 @@ export function sqlStore(db: SqlDb, options: SqlStoreOptions = {}): SqlStore {
     return installing
   }
 
-  const parse = (r: Row): [string, StoreEntry] | undefined => {
-    const raw = Buffer.isBuffer(r.key) ? r.key.toString('utf8') : String(r.key)
-    if (!raw.startsWith(prefix)) return undefined
+  /** Full keys (prefix + key) asked for, by key, so rows are matched on the whole key and not the hash alone. */
+  const parse = (r: Row, wanted: ReadonlyMap<string, string>): [string, StoreEntry] | undefined => {
+    const key = wanted.get(fromHex(String(r.key)))
+    if (key === undefined) return undefined
     const value = (typeof r.value === 'string' ? JSON.parse(r.value) : r.value) as StockProjection
-    return [raw.slice(prefix.length), { value, version: Number(r.version), computedAt: Number(r.computed_at) }]
+    return [key, { value, version: Number(r.version), computedAt: Number(r.computed_at) }]
   }
 
   /** MySQL: split a list so each statement stays small. */
@@ -149,20 +263,29 @@ export function sqlStore(db: SqlDb, options: SqlStoreOptions = {}): SqlStore {
   }
 
   // One JSON document for the whole batch: the driver sends it as one string (an array parameter of JSON texts
-  // costs an escaped array literal per value) and the server splits it with json_to_recordset.
-  const upsertPg = `INSERT INTO ${table} AS t (key, value, version, computed_at)
-SELECT k, v, n, c FROM json_to_recordset($1::json) AS x(k text, v json, n bigint, c bigint)
-ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version, computed_at = EXCLUDED.computed_at
-WHERE t.version <= EXCLUDED.version`
+  // costs an escaped array literal per value) and the server splits it with json_to_recordset. Keys travel as hex
+  // (text parameters cannot carry U+0000) and are stored as bytes; a row is only ever replaced by the same key.
+  const conflictPg = `ON CONFLICT (key_hash) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version, computed_at = EXCLUDED.computed_at
+WHERE t.version <= EXCLUDED.version AND t.key = EXCLUDED.key`
+  const upsertPg = `INSERT INTO ${table} AS t (key_hash, key, value, version, computed_at)
+SELECT sha256(b), b, v, n, c FROM (SELECT decode(k, 'hex') AS b, v, n, c FROM json_to_recordset($1::json) AS x(k text, v json, n bigint, c bigint)) AS x
+${conflictPg}`
+  // json_to_recordset (like every json function) unescapes the strings it meets, and \u0000 has no text form: a value
+  // holding one (a product id with U+0000) goes as a json[] array instead, which json input only validates.
+  const upsertPgArrays = `INSERT INTO ${table} AS t (key_hash, key, value, version, computed_at)
+SELECT sha256(b), b, v, n, c FROM (SELECT decode(k, 'hex') AS b, v, n, c FROM unnest($1::text[], $2::json[], $3::bigint[], $4::bigint[]) AS x(k, v, n, c)) AS x
+${conflictPg}`
   // MySQL/MariaDB run the assignments left to right, each seeing the columns already set; MariaDB's
-  // SIMULTANEOUS_ASSIGNMENT mode lets each see the old row. `version` is set last and with GREATEST, so every IF
-  // compares with the old version in both modes, and the version never goes down.
+  // SIMULTANEOUS_ASSIGNMENT mode lets each see the old row. `version` is set last, so every IF compares with the old
+  // version in both modes, and the version never goes down. `key` is never assigned: a row keeps its key.
+  const same = '`key` = VALUES(`key`)'
   const upsertMysql = (n: number) =>
-    `INSERT INTO ${table} (\`key\`, \`value\`, \`version\`, \`computed_at\`) VALUES ${Array.from({ length: n }, () => '(?, ?, ?, ?)').join(', ')} ` +
+    `INSERT INTO ${table} (\`key_hash\`, \`key\`, \`value\`, \`version\`, \`computed_at\`) VALUES ${Array.from({ length: n }, () => '(UNHEX(SHA2(?, 256)), ?, ?, ?, ?)').join(', ')} ` +
     'ON DUPLICATE KEY UPDATE ' +
-    '`value` = IF(VALUES(`version`) >= `version`, VALUES(`value`), `value`), ' +
-    '`computed_at` = IF(VALUES(`version`) >= `version`, VALUES(`computed_at`), `computed_at`), ' +
-    '`version` = GREATEST(`version`, VALUES(`version`))'
+    `\`value\` = IF(VALUES(\`version\`) >= \`version\` AND ${same}, VALUES(\`value\`), \`value\`), ` +
+    `\`computed_at\` = IF(VALUES(\`version\`) >= \`version\` AND ${same}, VALUES(\`computed_at\`), \`computed_at\`), ` +
+    `\`version\` = IF(${same}, GREATEST(\`version\`, VALUES(\`version\`)), \`version\`)`
+  const hashes = (n: number) => Array.from({ length: n }, () => 'UNHEX(SHA2(?, 256))').join(', ')
 
   const store: SqlStore = {
     table,
@@ -171,28 +294,31 @@ WHERE t.version <= EXCLUDED.version`
     getMany(keys) {
       return wrap('getMany', async () => {
         const out = new Map<string, StoreEntry>()
-        const full = [...new Set(keys)].map((k) => prefix + k)
-        if (full.length === 0) return out
+        const wanted = new Map<string, string>()
+        for (const k of keys) if (storable(k)) wanted.set(prefix + k, k)
+        if (wanted.size === 0) return out
+        const full = [...wanted.keys()]
         const rows: Row[] = []
         if (pg) {
           rows.push(
             ...(await db.query<Row>(
-              `SELECT key, value, version, computed_at FROM ${table} WHERE key = ANY($1::text[])`,
-              [full],
+              `SELECT encode(key, 'hex') AS key, value, version, computed_at FROM ${table} ` +
+                `WHERE key_hash = ANY(ARRAY(SELECT sha256(decode(h, 'hex')) FROM unnest($1::text[]) AS h))`,
+              [full.map(toHex)],
             )),
           )
         } else {
-          for (const chunk of chunksOf(full)) {
+          for (const chunk of chunksOf(full, (k) => k.length)) {
             rows.push(
               ...(await db.query<Row>(
-                `SELECT \`key\`, \`value\`, \`version\`, \`computed_at\` FROM ${table} WHERE \`key\` IN (${placeholders('mysql', chunk.length)})`,
+                `SELECT HEX(\`key\`) AS \`key\`, \`value\`, \`version\`, \`computed_at\` FROM ${table} WHERE \`key_hash\` IN (${hashes(chunk.length)})`,
                 chunk,
               )),
             )
           }
         }
         for (const r of rows) {
-          const e = parse(r)
+          const e = parse(r, wanted)
           if (e !== undefined) out.set(e[0], e[1])
         }
         return out
@@ -214,17 +340,31 @@ WHERE t.version <= EXCLUDED.version`
           const cur = latest.get(k)
           if (cur === undefined || cur.version <= e.version) latest.set(k, e)
         }
+        // A key no UTF-8 column holds exactly is not stored (it stays a miss).
+        for (const k of latest.keys()) if (!storable(k)) latest.delete(k)
         if (latest.size === 0) return
         const sorted = [...latest].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
         if (pg) {
-          const doc = sorted.map(([k, e]) => ({ k: prefix + k, v: e.value, n: e.version, c: Math.trunc(e.computedAt) }))
-          await db.execute(upsertPg, [JSON.stringify(doc)])
+          const doc = JSON.stringify(
+            sorted.map(([k, e]) => ({ k: toHex(prefix + k), v: e.value, n: e.version, c: Math.trunc(e.computedAt) })),
+          )
+          if (!doc.includes('\\u0000')) {
+            await db.execute(upsertPg, [doc])
+            return
+          }
+          await db.execute(upsertPgArrays, [
+            sorted.map(([k]) => toHex(prefix + k)),
+            sorted.map(([, e]) => JSON.stringify(e.value)),
+            sorted.map(([, e]) => String(e.version)),
+            sorted.map(([, e]) => String(Math.trunc(e.computedAt))),
+          ])
           return
         }
-        const rows = sorted.map(
-          ([k, e]) => [prefix + k, JSON.stringify(e.value), e.version, Math.trunc(e.computedAt)] as const,
-        )
-        for (const chunk of chunksOf(rows, (r) => r[0].length + r[1].length + 64)) {
+        const rows = sorted.map(([k, e]) => {
+          const key = prefix + k
+          return [key, key, JSON.stringify(e.value), e.version, Math.trunc(e.computedAt)] as const
+        })
+        for (const chunk of chunksOf(rows, (r) => 2 * r[0].length + r[2].length + 64)) {
           await db.execute(upsertMysql(chunk.length), chunk.flat())
         }
       })
@@ -232,24 +372,37 @@ WHERE t.version <= EXCLUDED.version`
 
     deleteMany(keys) {
       return wrap('deleteMany', async () => {
-        const full = [...new Set(keys)].map((k) => prefix + k)
+        const full = [...new Set(keys)].filter(storable).map((k) => prefix + k)
         if (full.length === 0) return
         if (pg) {
-          await db.execute(`DELETE FROM ${table} WHERE key = ANY($1::text[])`, [full])
+          await db.execute(
+            `DELETE FROM ${table} AS t USING (SELECT decode(h, 'hex') AS b FROM unnest($1::text[]) AS h) AS x ` +
+              'WHERE t.key_hash = sha256(x.b) AND t.key = x.b',
+            [full.map(toHex)],
+          )
           return
         }
-        for (const chunk of chunksOf(full)) {
-          await db.execute(`DELETE FROM ${table} WHERE \`key\` IN (${placeholders('mysql', chunk.length)})`, chunk)
+        for (const chunk of chunksOf(full, (k) => 2 * k.length)) {
+          await db.execute(
+            `DELETE FROM ${table} WHERE \`key_hash\` IN (${hashes(chunk.length)}) AND \`key\` IN (${placeholders('mysql', chunk.length)})`,
+            [...chunk, ...chunk],
+          )
         }
       })
     },
 
     clear() {
       return wrap('clear', async () => {
-        const col = pg ? 'key' : '`key`'
-        await db.execute(`DELETE FROM ${table} WHERE ${col} LIKE ${pg ? '$1' : '?'} ESCAPE '${LIKE_ESCAPE}'`, [
-          likePrefix(prefix),
-        ])
+        // Keys under the prefix: their first bytes are the prefix's.
+        const bytes = encoder.encode(prefix).length
+        if (pg) {
+          await db.execute(`DELETE FROM ${table} WHERE substring(key from 1 for $1::int) = decode($2, 'hex')`, [
+            bytes,
+            toHex(prefix),
+          ])
+          return
+        }
+        await db.execute(`DELETE FROM ${table} WHERE LEFT(\`key\`, ?) = ?`, [bytes, prefix])
       })
     },
 

@@ -26,4 +26,11 @@ export interface SqlDb {
   listen?(channel: string, onNotify: (payload: string) => void, onReconnect?: () => void): Promise<() => Promise<void>>
   /** A session of its own for `fn` (same connection throughout): for session settings that must not leak. */
   session<T>(fn: (session: SqlDb) => Promise<T>): Promise<T>
+  /**
+   * Run `fn`'s queries in one read-only snapshot on one connection: PostgreSQL `BEGIN ISOLATION LEVEL REPEATABLE
+   * READ READ ONLY`; MySQL/MariaDB `START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY` under REPEATABLE READ.
+   * Inside an open transaction `fn` runs in it as is (that transaction's isolation level decides). Optional: the
+   * reader reads a call in one statement when it is absent.
+   */
+  snapshot?<T>(fn: (tx: SqlDb) => Promise<T>): Promise<T>
 }

@@ -238,22 +238,27 @@ for (const d of DIALECTS) {
       await h.close()
     })
 
-    it('generates one aggregate query per source, identifiers quoted, values bound', () => {
+    it('generates one aggregate query per source, identifiers quoted, values bound', async () => {
       const reader = sqlReader(h.db, schema)
       if (d.dialect === 'postgres') {
-        expect(reader.sqlFor('lines', 3)).toBe(
-          `SELECT "product_code"::text AS sc_product, to_char("ship_date"::date, 'YYYY-MM-DD') AS sc_date, ` +
+        // A date column is its own day (no cast, so no session time zone); out-of-range days are flagged with `!`.
+        expect(await reader.sqlFor('lines', 3)).toBe(
+          `SELECT 3 AS sc_src, "product_code"::text AS sc_product, NULL::text AS sc_location, ` +
+            `CASE WHEN "ship_date" BETWEEN DATE '0001-01-01' AND DATE '9999-12-31' THEN to_char("ship_date", 'YYYY-MM-DD') ` +
+            `ELSE '!' || "ship_date"::text END AS sc_date, ` +
             `SUM("open_qty"::numeric)::text AS sc_qty FROM "${T.lines}" WHERE "product_code" = ANY($1) ` +
             `AND "ship_date" IS NOT NULL AND (batch_id IS NULL AND status = 'OPEN') ` +
-            `GROUP BY "product_code", to_char("ship_date"::date, 'YYYY-MM-DD')`,
+            `GROUP BY "product_code", "ship_date"`,
         )
-        expect(reader.sqlFor('moves', 3)).toBe(
-          `SELECT "product_code"::text AS sc_product, SUM("quantity"::numeric)::text AS sc_qty FROM "${T.moves}" ` +
+        expect(await reader.sqlFor('moves', 3)).toBe(
+          `SELECT 0 AS sc_src, "product_code"::text AS sc_product, NULL::text AS sc_location, NULL::text AS sc_date, ` +
+            `SUM("quantity"::numeric)::text AS sc_qty FROM "${T.moves}" ` +
             `WHERE "product_code" = ANY($1) GROUP BY "product_code"`,
         )
       } else {
-        expect(reader.sqlFor('lines', 3)).toBe(
-          `SELECT MIN(\`product_code\`) AS sc_product, DATE_FORMAT(\`ship_date\`, '%Y-%m-%d') AS sc_date, ` +
+        expect(await reader.sqlFor('lines', 3)).toBe(
+          `SELECT 3 AS sc_src, CONVERT(MIN(\`product_code\`) USING utf8mb4) COLLATE utf8mb4_bin AS sc_product, ` +
+            `NULL AS sc_location, DATE_FORMAT(\`ship_date\`, '%Y-%m-%d') AS sc_date, ` +
             `CAST(SUM(\`open_qty\`) AS CHAR) AS sc_qty FROM \`${T.lines}\` WHERE \`product_code\` IN (?, ?, ?) ` +
             `AND \`ship_date\` IS NOT NULL AND (batch_id IS NULL AND status = 'OPEN') ` +
             `GROUP BY CAST(\`product_code\` AS BINARY), DATE_FORMAT(\`ship_date\`, '%Y-%m-%d')`,
@@ -567,7 +572,7 @@ for (const d of DIALECTS) {
 }
 
 describe('sqlReader on PGlite runs one query at a time', () => {
-  it('never has two queries in flight on a single-session database', async () => {
+  it('never has two queries in flight on a single-session database, batches inside one transaction', async () => {
     const pglite = new PGlite()
     try {
       const db = fromPGlite(pglite)
@@ -575,17 +580,22 @@ describe('sqlReader on PGlite runs one query at a time', () => {
       await db.execute("INSERT INTO m VALUES ('A', 1)")
       let inFlight = 0
       let most = 0
-      const counting: SqlDb = {
-        ...db,
+      let snapshots = 0
+      const counting = (inner: SqlDb): SqlDb => ({
+        ...inner,
         async query(sql, params) {
           most = Math.max(most, ++inFlight)
           try {
-            return await db.query(sql, params)
+            return await inner.query(sql, params)
           } finally {
             inFlight--
           }
         },
-      }
+        snapshot(fn) {
+          snapshots++
+          return inner.snapshot!((tx) => fn(counting(tx)))
+        },
+      })
       const s = defineStockSchema({
         onHand: [
           { table: 'm', product: 'p', quantity: 'q' },
@@ -593,9 +603,10 @@ describe('sqlReader on PGlite runs one query at a time', () => {
           { table: 'm', product: 'p', quantity: 'q' },
         ],
       })
-      const got = await sqlReader(counting, s, { concurrency: 8, batchSize: 1 }).read(['A', 'B', 'C'])
+      const got = await sqlReader(counting(db), s, { concurrency: 8, batchSize: 1 }).read(['A', 'B', 'C'])
       expect(got.get('A')!.onHand).toHaveLength(3)
       expect(most).toBe(1)
+      expect(snapshots).toBe(1)
     } finally {
       await pglite.close()
     }

@@ -1,4 +1,11 @@
-import { ConfigError, type StoreEntry, StoreUnavailableError } from 'stockcast'
+import {
+  ConfigError,
+  createStockCache,
+  defineStockSchema,
+  memorySource,
+  type StoreEntry,
+  StoreUnavailableError,
+} from 'stockcast'
 import { sampleProjection } from 'stockcast/conformance'
 import { expect, it } from 'vitest'
 import { type SqlDb, sqlStore } from '../src/index.js'
@@ -133,6 +140,105 @@ export function runSqlStoreCases(db: () => SqlDb, table: () => string): void {
     await s.drop()
     await s.drop() // idempotent
     expect(await s.getMany(['A']).catch((e) => e)).toBeInstanceOf(StoreUnavailableError)
+  })
+
+  it('a product with a 10 kB id leaves the cache’s L2 healthy (the table used to refuse the key and the whole batch)', async () => {
+    const schema = defineStockSchema({
+      onHand: [{ table: 'moves', product: 'sku', quantity: 'qty' }],
+    })
+    const source = memorySource(schema)
+    let seed = 7
+    const long = Array.from({ length: 10_000 }, () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31
+      return 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'[seed % 36]
+    }).join('')
+    source.insert('moves', { sku: long, qty: '3' })
+    source.insert('moves', { sku: 'A', qty: '1' })
+    const store = sqlStore(db(), { table: table(), prefix: 'long-id:' })
+    const cache = createStockCache({ schema, reader: source.reader, store })
+    const degraded: unknown[] = []
+    cache.on('degraded', (e) => degraded.push(e))
+    try {
+      const got = await cache.getMany([long, 'A'])
+      expect(got.get(long)!.stockToday).toBe(3)
+      expect(degraded).toEqual([])
+      expect(cache.status().degraded).toBe(false)
+      const stored = await store.getMany([long, 'A'])
+      expect(stored.get(long)!.value.stockToday).toBe(3)
+      expect(stored.get('A')!.value.stockToday).toBe(1)
+    } finally {
+      await cache.close()
+      await sqlStore(db(), { table: table(), prefix: 'long-id:' }).clear()
+    }
+  })
+
+  it('never stores a key with an unpaired surrogate (its UTF-8 form would be another key, with U+FFFD)', async () => {
+    const s = sqlStore(db(), { table: table(), prefix: 'lone:' })
+    await s.setMany([
+      ['a\uFFFD', entry('a\uFFFD', 5, 5)],
+      ['a\uD800', entry('a\uD800', 9, 9)],
+      ['b', entry('b', 1, 1)],
+    ])
+    const got = await s.getMany(['a\uFFFD', 'a\uD800', 'b'])
+    expect([...got.keys()].sort()).toEqual(['a\uFFFD', 'b'])
+    expect(got.get('a\uFFFD')!.value.stockToday).toBe(5)
+    await s.deleteMany(['a\uD800'])
+    expect((await s.getMany(['a\uFFFD'])).size).toBe(1)
+    expect(() => sqlStore(db(), { table: table(), prefix: '\uDC00' })).toThrow(ConfigError)
+    await s.clear()
+  })
+
+  it('install() migrates a table of the first layout (key as primary key) in place, entries kept', async () => {
+    const d = db()
+    const pg = d.dialect === 'postgres'
+    const q = (x: string) => (pg ? `"${x}"` : `\`${x}\``)
+    const old = `${table()}_v1`
+    const auto = `${table()}_v1auto`
+    for (const t of [old, auto]) {
+      await d.execute(`DROP TABLE IF EXISTS ${q(t)}`)
+      await d.execute(
+        pg
+          ? `CREATE TABLE ${q(t)} (key text PRIMARY KEY, value json NOT NULL, version bigint NOT NULL, computed_at bigint NOT NULL)`
+          : `CREATE TABLE ${q(t)} (\`key\` VARBINARY(3072) NOT NULL PRIMARY KEY, \`value\` LONGTEXT CHARACTER SET utf8mb4 NOT NULL, \`version\` BIGINT NOT NULL, \`computed_at\` BIGINT NOT NULL)`,
+      )
+      const rows = [
+        ['m:A', entry('A', 3, 30)],
+        ['m:caf\u00e9', entry('caf\u00e9', 4, 40)],
+        ['other:A', entry('A', 5, 50)],
+      ] as const
+      for (const [k, e] of rows) {
+        await d.execute(`INSERT INTO ${q(t)} VALUES (${pg ? '$1, $2, $3, $4' : '?, ?, ?, ?'})`, [
+          k,
+          JSON.stringify(e.value),
+          e.version,
+          e.computedAt,
+        ])
+      }
+    }
+    try {
+      const s = sqlStore(d, { table: old, prefix: 'm:', create: false })
+      await s.install()
+      await s.install() // idempotent on the new layout
+      const got = await s.getMany(['A', 'caf\u00e9', 'B'])
+      expect([...got.keys()].sort()).toEqual(['A', 'caf\u00e9'])
+      expect(got.get('A')!.version).toBe(3)
+      expect(got.get('caf\u00e9')!.value.stockToday).toBe(40)
+      // Versions still rule, and the table now holds any key.
+      await s.setMany([['A', entry('A', 2, 20)]])
+      expect((await s.getMany(['A'])).get('A')!.value.stockToday).toBe(30)
+      const long = `L${'0123456789abcdef'.repeat(700)}\u0000`
+      await s.setMany([[long, entry(long, 1, 1)]])
+      expect((await s.getMany([long])).size).toBe(1)
+      await s.clear()
+      const other = sqlStore(d, { table: old, prefix: 'other:' })
+      expect((await other.getMany(['A'])).get('A')!.value.stockToday).toBe(50)
+      // With create (the default), the first call migrates.
+      const first = sqlStore(d, { table: auto, prefix: 'm:' })
+      expect((await first.getMany(['A'])).get('A')!.version).toBe(3)
+    } finally {
+      await d.execute(`DROP TABLE IF EXISTS ${q(old)}`)
+      await d.execute(`DROP TABLE IF EXISTS ${q(auto)}`)
+    }
   })
 
   it('fails after close() without touching the caller’s connection', async () => {

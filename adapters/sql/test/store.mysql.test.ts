@@ -83,6 +83,35 @@ describeService(mysqlDown, 'sqlStore on MariaDB/MySQL (mysql2 pool)', () => {
       }
     })
 
+    it('install() resumes a migration stopped midway (MySQL DDL commits statement by statement)', async () => {
+      const name = `${table}_half`
+      await pool.query(
+        `CREATE TABLE \`${name}\` (\`key\` VARBINARY(3072) NOT NULL PRIMARY KEY, \`value\` LONGTEXT NOT NULL, \`version\` BIGINT NOT NULL, \`computed_at\` BIGINT NOT NULL)`,
+      )
+      try {
+        const e = entry('A', 6, 60)
+        await pool.query(`INSERT INTO \`${name}\` VALUES (?, ?, ?, ?)`, [
+          'h:A',
+          JSON.stringify(e.value),
+          6,
+          e.computedAt,
+        ])
+        // The first step of the migration only: no primary key, key_hash still NULL.
+        await pool.query(
+          `ALTER TABLE \`${name}\` DROP PRIMARY KEY, MODIFY \`key\` LONGBLOB NOT NULL, ADD COLUMN \`key_hash\` BINARY(32) NULL FIRST`,
+        )
+        const s = sqlStore(db, { table: name, prefix: 'h:' })
+        expect((await s.getMany(['A'])).get('A')!.version).toBe(6)
+        const [cols] = (await pool.query(
+          'SELECT IS_NULLABLE AS n, COLUMN_KEY AS k FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = ?',
+          [name, 'key_hash'],
+        )) as unknown as [Array<{ n: string; k: string }>]
+        expect(cols).toEqual([{ n: 'NO', k: 'PRI' }])
+      } finally {
+        await pool.query(`DROP TABLE IF EXISTS \`${name}\``)
+      }
+    })
+
     it('splits a large batch into several statements', async () => {
       const s = sqlStore(db, { table, prefix: 'large:' })
       const keys = Array.from({ length: 1300 }, (_, i) => `L${i}`)

@@ -33,7 +33,7 @@ describeService(pgDown, 'sqlStore on PostgreSQL (pg Pool)', () => {
       const s = sqlStore(db, { table, prefix: 'sql:' })
       await s.setMany([['P1', entry('P1', 4, 12)]])
       const { rows } = await pool.query(
-        `SELECT key, version, computed_at, value->>'stockToday' AS stock, pg_typeof(value)::text AS type FROM "${table}" WHERE key = $1`,
+        `SELECT convert_from(key, 'UTF8') AS key, version, computed_at, value->>'stockToday' AS stock, pg_typeof(value)::text AS type FROM "${table}" WHERE key = convert_to($1, 'UTF8')`,
         ['sql:P1'],
       )
       expect(rows).toEqual([

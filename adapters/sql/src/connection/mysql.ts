@@ -56,8 +56,26 @@ function wrapConnection(conn: MysqlConnectionLike, inTransaction: boolean): SqlD
       }
     },
     session: (fn) => fn(db),
+    snapshot: (fn) => (inTransaction ? fn(db) : readSnapshot(conn, fn)),
   }
   return db
+}
+
+/**
+ * `fn` inside `START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY` on `conn`. The snapshot is taken at once only
+ * under REPEATABLE READ (other levels ignore WITH CONSISTENT SNAPSHOT), so the level is set for this transaction.
+ */
+async function readSnapshot<T>(conn: MysqlConnectionLike, fn: (tx: SqlDb) => Promise<T>): Promise<T> {
+  await conn.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ')
+  await conn.query('START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY')
+  try {
+    const out = await fn(wrapConnection(conn, true))
+    await conn.query('COMMIT')
+    return out
+  } catch (e) {
+    await conn.query('ROLLBACK').catch(() => {})
+    throw e
+  }
 }
 
 /**
@@ -108,6 +126,9 @@ export function fromMysql(pool: MysqlPoolLike | (() => MysqlPoolLike)): SqlDb {
     },
     session(fn) {
       return withConnection((conn) => fn(wrapConnection(conn, false)))
+    },
+    snapshot(fn) {
+      return withConnection((conn) => readSnapshot(conn, fn))
     },
   }
 }

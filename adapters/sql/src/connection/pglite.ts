@@ -35,6 +35,8 @@ function wrapTx(tx: PGliteTxLike): SqlDb {
       }
     },
     session: (fn) => fn(db),
+    // Already inside PGlite's transaction (which holds the instance): that transaction is the snapshot.
+    snapshot: (fn) => fn(db),
   }
   return db
 }
@@ -69,6 +71,14 @@ export function fromPGlite(pglite: PGliteLike | (() => PGliteLike)): SqlDb {
     // PGlite is a single session: a "session" is the instance itself. Session settings must be reset by the caller.
     session(fn) {
       return fn(this)
+    },
+    // PGlite's transaction() holds the single session until it ends: no other query runs in between. Call it on the
+    // instance, never from inside one of its transactions (use that transaction's SqlDb there): it would wait forever.
+    snapshot(fn) {
+      return get().transaction(async (tx) => {
+        await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY')
+        return fn(wrapTx(tx))
+      })
     },
     async listen(channel, onNotify) {
       const unsub = await get().listen(channel, onNotify)

@@ -54,8 +54,23 @@ function wrapClient(client: PgClientLike, driver: string, inTransaction: boolean
       }
     },
     session: (fn) => fn(db),
+    // Inside BEGIN: the open transaction is the snapshot. A session: open a read-only snapshot on it.
+    snapshot: (fn) => (inTransaction ? fn(db) : readSnapshot(client, driver, fn)),
   }
   return db
+}
+
+/** `fn` inside `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY` on `client` (one snapshot for all its queries). */
+async function readSnapshot<T>(client: PgClientLike, driver: string, fn: (tx: SqlDb) => Promise<T>): Promise<T> {
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
+  try {
+    const out = await fn(wrapClient(client, driver, true))
+    await client.query('COMMIT')
+    return out
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => {})
+    throw e
+  }
 }
 
 /**
@@ -117,6 +132,9 @@ export function fromPg(pool: PgPoolLike | (() => PgPoolLike)): SqlDb {
     },
     session(fn) {
       return withClient((client) => fn(wrapClient(client, 'pg', false)))
+    },
+    snapshot(fn) {
+      return withClient((client) => readSnapshot(client, 'pg', fn))
     },
     listen(channel, onNotify, onReconnect) {
       return listenWithReconnect<PgClientLike & ListenConnectionLike>({
