@@ -32,13 +32,6 @@ export function placeholders(dialect: SqlDialect, count: number, start = 1): str
   return out.join(', ')
 }
 
-/** The escape character `likePrefix` uses; write `LIKE ... ESCAPE '!'` (no backslash: MySQL and PostgreSQL agree). */
-export const LIKE_ESCAPE = '!'
-
-/** A LIKE pattern matching every string that starts with `prefix` (its `%`, `_` and `!` escaped with `!`). */
-export function likePrefix(prefix: string): string {
-  return prefix.replace(/[!%_]/g, (c) => LIKE_ESCAPE + c) + '%'
-}
 
 /** `[schema, table]` of a possibly qualified name (`schema` null when unqualified). */
 export function splitQualified(name: string): [schema: string | null, table: string] {
