@@ -130,7 +130,46 @@ describe('strong reads (item 8)', () => {
     const got = await c.getMany(['A', 'B', 'C'], { consistency: 'strong' })
     expect([...got.values()].map((p) => p.stockToday)).toEqual([1, 10, 1])
     expect(asked).toBe(1)
-    expect(storeReads).toBe(1)
+    // One read to check the L1 hits, one to verify that the store took B's recomputed value.
+    expect(storeReads).toBe(2)
+  })
+})
+
+describe('a marked unit counts as stored only when the shared store holds its value', () => {
+  it('another instance’s write that wins in the store leaves the unit unstored (its marks are kept)', async () => {
+    const db = memorySource(schema)
+    const map = new Map<string, StoreEntry>()
+    const inner = memoryStore({ map })
+    // A store where, right after each write of this instance, another instance's entry with a higher version lands.
+    const racing: Store = {
+      ...inner,
+      capabilities: { shared: true },
+      async setMany(entries) {
+        await inner.setMany(entries)
+        for (const [k, e] of entries) {
+          const other = { ...e.value, version: e.version + 5, days: e.value.days.map((d) => ({ ...d, closing: -1 })) }
+          map.set(`stockcast:${k}`, { value: other, version: e.version + 5, computedAt: e.computedAt })
+        }
+      },
+    }
+    const c = track(createStockCache({ schema, reader: db.reader, store: racing, memory: { ttl: 60_000 }, ...quiet }))
+    db.insert('stock_movements', { product_code: 'A', quantity: '1' })
+    c.markDirty('A')
+    const report = await c.flush({ units: ['A'] })
+    expect(report).toMatchObject({ unstored: ['A'], settled: [] })
+    expect(c.metrics().storeOverwritten).toBe(1)
+    // A plain store that keeps what it is given: settled.
+    const d = track(
+      createStockCache({
+        schema,
+        reader: db.reader,
+        store: { ...memoryStore(), capabilities: { shared: true } },
+        memory: { ttl: 60_000 },
+        ...quiet,
+      }),
+    )
+    d.markDirty('A')
+    expect(await d.flush({ units: ['A'] })).toMatchObject({ unstored: [], settled: ['A'] })
   })
 })
 

@@ -43,6 +43,8 @@ export interface BatchDeps<V extends Versioned> {
   freshness: Freshness<V>
   clock: Clock
   metrics: Metrics
+  /** Whether two values hold the same content (versions and computation times aside). */
+  same: (a: V, b: V) => boolean
   /** L2 entries' expiry, when the front end sets one. */
   expiresAt?: (value: V) => number | undefined
   hooks: BatchHooks<V>
@@ -83,6 +85,40 @@ export class BatchRunner<V extends Versioned> {
     return promise
   }
 
+  /**
+   * Write L2. With a shared store, say per unit whether the store now holds this batch's values: for the units that
+   * were marked, the entries are read back and compared (a store keeps the higher version, and another instance's
+   * write may have won), so a change capture acknowledges a mark only once the store serves a value that reflects it.
+   */
+  async #store(
+    entries: ReadonlyArray<[string, StoreEntry<V>]>,
+    writes: ReadonlyArray<{ unit: string; values: Map<string, V> }>,
+    requests: ReadonlyArray<LoadRequest<V>>,
+  ): Promise<Map<string, boolean> | undefined> {
+    const d = this.#d
+    if (d.l2 === undefined || entries.length === 0) return undefined
+    const ok = await d.l2.setMany(entries)
+    if (!d.l2Shared) return undefined
+    const stored = new Map<string, boolean>()
+    for (const w of writes) stored.set(w.unit, ok)
+    if (!ok) return stored
+    const marked = new Set(requests.filter((r) => r.sources !== undefined).map((r) => r.unit))
+    const check = writes.filter((w) => marked.has(w.unit))
+    if (check.length === 0) return stored
+    const found = await d.l2.getMany(check.flatMap((w) => [...w.values.keys()]))
+    for (const w of check) {
+      for (const [key, value] of w.values) {
+        const entry = found.get(key)
+        if (entry === undefined || !d.same(entry.value, value)) {
+          d.metrics.storeOverwritten++
+          stored.set(w.unit, false)
+          break
+        }
+      }
+    }
+    return stored
+  }
+
   async #run(units: readonly string[], options: RunOptions, batch: BatchRef): Promise<BatchResult<V>> {
     const d = this.#d
     const result: BatchResult<V> = new Map()
@@ -109,10 +145,10 @@ export class BatchRunner<V extends Versioned> {
       }
       if (locked.length === 0) return result
       // Every mark made up to here is covered by what this batch reads (or is held in an open transaction, whose
-      // commit marks the unit again). The values get a version at least this stamp: monotonic per unit, so an L2
-      // write from here never loses to an older entry.
+      // commit marks the unit again). The values get a stamp taken before the read starts, above any version this
+      // instance has seen for the unit (whose read was earlier): a later read never carries a lower version.
       batch.startSeq = d.marks.seq
-      const startVersion = d.versions.now()
+      const startVersion = d.versions.stamp()
       const requests: Array<LoadRequest<V>> = locked.map((unit) => {
         const u = d.marks.units.get(unit)
         const previous = d.l1.peek(unit)
@@ -122,7 +158,7 @@ export class BatchRunner<V extends Versioned> {
           previous,
           keys: d.l1.keysOf(unit),
           want: options.want?.get(unit),
-          version: Math.max(previous?.value.version ?? 0, startVersion),
+          version: Math.max((previous?.value.version ?? 0) + 1, startVersion),
         }
       })
       const computedAt = d.clock.now()
@@ -168,11 +204,7 @@ export class BatchRunner<V extends Versioned> {
         d.metrics.recomputes++
         d.metrics.keysComputed += out.values.size
       }
-      let stored: boolean | undefined
-      if (d.l2 !== undefined && l2Entries.length > 0) {
-        const ok = await d.l2.setMany(l2Entries)
-        if (d.l2Shared) stored = ok
-      }
+      const stored = await this.#store(l2Entries, writes, requests)
       const epoch = d.freshness.current()
       const previous = new Map<string, Map<string, V | undefined>>()
       for (const w of writes) {
@@ -186,7 +218,7 @@ export class BatchRunner<V extends Versioned> {
       const cleaned: string[] = []
       let cleanedVersion = 0
       for (const w of writes) {
-        if (d.marks.settle(w.unit, batch, stored) === 'cleaned') {
+        if (d.marks.settle(w.unit, batch, stored?.get(w.unit)) === 'cleaned') {
           cleaned.push(w.unit)
           const v = w.values.get(w.unit)?.version ?? 0
           if (v > cleanedVersion) cleanedVersion = v

@@ -69,6 +69,8 @@ export interface EngineOptions<V extends Versioned> {
   stale(value: V): V
   /** A value read from L2, made ready to serve. */
   adopt(value: V): V
+  /** Whether two values hold the same content (versions and computation times aside). */
+  same(a: V, b: V): boolean
   /** Every unit there is (bulk blocks that touched many units rebuild them all). */
   listUnits?: (() => Promise<string[]>) | undefined
   /** L2 expiry of a value, when the front end has one. */

@@ -92,6 +92,7 @@ export class CacheEngine<V extends Versioned> {
       freshness: o.freshness,
       clock: o.clock,
       metrics: this.metrics,
+      same: o.same,
       ...(o.expiresAt === undefined ? {} : { expiresAt: o.expiresAt }),
       hooks: {
         error: (e, op, unit) => this.#error(e, op, unit),

@@ -63,6 +63,11 @@ export interface MetricsSnapshot {
   mismatches: number
   /** Reader calls that did not answer within `readTimeoutMs`. */
   readTimeouts: number
+  /**
+   * Marked units whose value a shared store did not end up holding (another instance's write won): reported
+   * `unstored`, so a change capture keeps their marks and retries.
+   */
+  storeOverwritten: number
   /** Recomputes whose value equalled the one held before (no `updated` event). */
   unchanged: number
   /** `transition` events emitted (into or out of stock-out, into or out of CRITICAL). */
@@ -111,6 +116,7 @@ export class Metrics implements Local {
   validations = 0
   mismatches = 0
   readTimeouts = 0
+  storeOverwritten = 0
   unchanged = 0
   transitions = 0
 

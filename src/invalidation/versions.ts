@@ -2,14 +2,21 @@ import { InvalidInputError, WaitTimeoutError } from '../errors.js'
 import type { Clock, Timers } from '../util/timers.js'
 
 /**
- * The version clock. Stamps start from and follow the clock (ms x 1000), so versions of instances and restarts
- * compare by time; a mark may bring its own version (a source position such as an outbox row id), which moves the
- * counter up when larger. `wait(v)` resolves once a version >= v has been handed out (read-your-writes).
+ * Two numberings, kept apart:
+ * - **mark tokens** (`next`): what `markDirty` returns and `get(p, { atLeast })` waits for. They start from the clock
+ *   (ms x 1000) and count up by one per mark, so a burst of marks runs ahead of the clock; a mark may bring its own
+ *   version (a source position such as an outbox row id), which moves the counter up when larger. `wait(v)`
+ *   resolves once a token >= v has been handed out (read-your-writes).
+ * - **value stamps** (`stamp`): the version a recompute gives its values, taken before its source read starts. They
+ *   follow the clock only (ms x 1000, plus one per batch of this process within a millisecond) and never the mark
+ *   counter: a shared store keeps the highest version, and that must be the value read last in real time, whichever
+ *   instance wrote it. Instances' clocks must agree to within the time between a commit and its capture's recompute.
  */
 export class VersionClock {
   readonly #clock: Clock
   readonly #timers: Timers
   #version: number
+  #stamp = 0
   #waiters: Array<{ version: number; resolve: () => void }> = []
 
   constructor(clock: Clock, timers: Timers) {
@@ -23,11 +30,18 @@ export class VersionClock {
     return this.#version
   }
 
-  /** The counter moved up to the clock: a batch stamps its values with it (>= every mark it covers). */
+  /** The mark counter moved up to the clock. */
   now(): number {
     const t = Math.floor(this.#clock.now()) * 1000
     if (t > this.#version) this.#version = t
     return this.#version
+  }
+
+  /** A value stamp: the clock (ms x 1000), strictly increasing in this process, never ahead of the clock by marks. */
+  stamp(): number {
+    const t = Math.floor(this.#clock.now()) * 1000
+    this.#stamp = t > this.#stamp ? t : this.#stamp + 1
+    return this.#stamp
   }
 
   /** The version of a new mark: the given one (validated) or the next stamp. */

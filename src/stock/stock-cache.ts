@@ -31,7 +31,9 @@ import type {
 import { type ValidateOptions, type ValidationReport, validate } from './validate.js'
 
 export type { FlushOptions, FlushReport } from '../cache/engine.js'
-export { firstDifference } from './compare.js'
+
+import { firstDifference } from './compare.js'
+
 export { freezeProjection } from './projection-loader.js'
 export type {
   ErrorEvent,
@@ -43,6 +45,7 @@ export type {
 } from './stock-events.js'
 export type * from './types.js'
 export type { ValidateOptions, ValidationMismatch, ValidationReport } from './validate.js'
+export { firstDifference }
 
 /**
  * Create a stock cache: exact projections, three tiers, commit-aware invalidation.
@@ -145,6 +148,7 @@ class StockCacheImpl implements StockCache {
       unitOf,
       stale: staleCopy,
       adopt: freezeProjection,
+      same: (a, b) => firstDifference(a, b) === null,
       listUnits: typeof options.reader.products === 'function' ? () => options.reader.products!() : undefined,
       hooks: {
         error: (error, operation, product) =>
