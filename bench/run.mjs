@@ -15,6 +15,8 @@ const scripts = [
   'coalescing.mjs',
   'sql-postgres.mjs',
   'sql-mariadb.mjs',
+  'sql-bulk-settle.mjs',
+  'sql-freshness.mjs',
   'sequelize.mjs',
   'prisma.mjs',
 ]
