@@ -192,6 +192,11 @@ for (const [name, make, down] of DIALECTS) {
       expect(() => sqlChangeCapture(t.db, changeCaptureSchema, { outbox: 'a.b.c' })).toThrow(/outbox must be/)
       expect(() => sqlChangeCapture(t.db, changeCaptureSchema, { batchSize: 0 })).toThrow(/batchSize/)
       expect(() => sqlChangeCapture(t.db, changeCaptureSchema, { bogus: 1 } as never)).toThrow(/unknown option "bogus"/)
+      expect(() => sqlChangeCapture(t.db, changeCaptureSchema, { leaseMs: 10 })).toThrow(/leaseMs must be an integer/)
+      expect(() => sqlChangeCapture(t.db, changeCaptureSchema, { clock: {} as never })).toThrow(/clock must be/)
+      expect(() => sqlChangeCapture(t.db, changeCaptureSchema, { timers: { setTimeout } as never })).toThrow(
+        /timers must be/,
+      )
     })
   })
 }

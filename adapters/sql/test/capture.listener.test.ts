@@ -1,4 +1,4 @@
-import { ConfigError, createStockCache, WaitTimeoutError } from 'stockcast'
+import { ConfigError, createStockCache, defaultTimers, type Timers, WaitTimeoutError } from 'stockcast'
 import { changeCaptureSchema } from 'stockcast/conformance'
 import { afterEach, beforeEach, expect, it } from 'vitest'
 import { sqlChangeCapture, sqlReader } from '../src/index.js'
@@ -75,6 +75,45 @@ for (const [name, make, down] of DIALECTS) {
         await listener.stop()
         await cache.close()
       }
+    })
+
+    it('every timer and clock read of the listener goes through the injected timers and clock', async () => {
+      const pending = new Set<unknown>()
+      const delays: number[] = []
+      let clockReads = 0
+      const timers: Timers = {
+        setTimeout(fn, ms) {
+          delays.push(ms)
+          const h = defaultTimers.setTimeout(() => {
+            pending.delete(h)
+            fn()
+          }, ms)
+          pending.add(h)
+          return h
+        },
+        clearTimeout(h) {
+          pending.delete(h)
+          defaultTimers.clearTimeout(h)
+        },
+      }
+      const clock = {
+        now: () => {
+          clockReads++
+          return Date.now()
+        },
+      }
+      const capture = sqlChangeCapture(t.db, schema, { prefix, scanMs: 4321, pollMs: 37, timers, clock })
+      await capture.install()
+      const cache = createStockCache({ schema, reader: sqlReader(t.db, schema), debounceMs: 5 })
+      const listener = await capture.listen(cache)
+      await move('T1', 2)
+      await listener.drain()
+      expect((await cache.get('T1')).stockToday).toBe(2)
+      expect(delays).toContain(4321) // the safety-net scan
+      expect(clockReads).toBeGreaterThan(0)
+      await listener.stop()
+      expect(pending.size).toBe(0) // stop() cleared every timer it started
+      await cache.close()
     })
 
     it('stop() finishes the batch in progress, then consumes nothing more', async () => {
