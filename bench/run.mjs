@@ -16,6 +16,8 @@ const scripts = [
   'sql-postgres.mjs',
   'sql-mariadb.mjs',
   'sql-reader.mjs',
+  'sql-bulk-settle.mjs',
+  'sql-freshness.mjs',
   'sequelize.mjs',
   'prisma.mjs',
 ]

@@ -1,4 +1,4 @@
-import type { Sequelize } from 'sequelize'
+import { type Sequelize, Transaction } from 'sequelize'
 import type { StockCache } from 'stockcast'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import type { DetachSequelize } from '../src/index.js'
@@ -23,6 +23,8 @@ for (const dialect of DIALECTS) {
       sequelize = t.sequelize
       m = await opsModels(sequelize)
       ;({ cache, detach } = sequelizeCache(sequelize, opsSchema, { debounceMs: 20, maxWaitMs: 200 }))
+      // The bulk update and delete below select by product: by an index, not a scan of every row.
+      await t.sql('CREATE INDEX ops_movements_sku ON ops_movements (sku)')
     })
     afterAll(async () => {
       detach?.()
@@ -30,11 +32,14 @@ for (const dialect of DIALECTS) {
       await t?.close()
     })
 
-    it(`${WRITERS} writers and ${READERS} readers for ${SECONDS} s: no read misses a commit, validate() finds 0 mismatches`, async () => {
+    it(`${WRITERS} writers and ${READERS} readers for ${SECONDS} s: no writer error, no read misses a commit, validate() finds 0 mismatches`, async () => {
       // Watched products only grow (inserts, increments): a read started after a commit must show at least it.
       const watched = skus(12, 'W')
-      // Mixed products see key changes and bulk moves: checked by validate() at the end.
-      const mixed = skus(8, 'X')
+      // Mixed products see key changes and bulk moves: checked by validate() at the end. Each writer moves rows
+      // among two of its own, and every transaction locks at most one watched row: the writers cannot deadlock one
+      // another, so any writer error is the adapter's. (With bulk moves among shared products under REPEATABLE
+      // READ, MariaDB aborted ~130-260 of ~1 500 transactions as deadlocks with or without the adapter's hooks.)
+      const mixed = skus(WRITERS * 2, 'X')
       const committed = new Map<string, number>(watched.map((p) => [p, 0]))
       const ids = new Map<string, number[]>(watched.map((p) => [p, []]))
       for (const p of watched) {
@@ -50,14 +55,19 @@ for (const dialect of DIALECTS) {
       const stats = { commits: 0, rollbacks: 0, errors: 0, reads: 0 }
       const misses: string[] = []
 
-      const writer = async () => {
+      // MariaDB: READ COMMITTED, so that a bulk update or delete by product takes no gap lock next to another
+      // writer's rows (PostgreSQL takes none at its default level).
+      const level = dialect === 'mysql' ? { isolationLevel: Transaction.ISOLATION_LEVELS.READ_COMMITTED } : {}
+      const errors: string[] = []
+      const writer = async (w: number) => {
+        const own = [mixed[2 * w]!, mixed[2 * w + 1]!]
         while (Date.now() < deadline) {
           const p = watched[rnd(watched.length)]!
-          const q = mixed[rnd(mixed.length)]!
+          const q = own[rnd(2)]!
           const gained = new Map<string, number>()
           const rollback = rnd(6) === 0
           try {
-            await sequelize.transaction(async (tx) => {
+            await sequelize.transaction(level, async (tx) => {
               const op = rnd(6)
               if (op === 0) {
                 await m.Movement.create({ product: p, qty: 1 }, { transaction: tx })
@@ -87,8 +97,8 @@ for (const dialect of DIALECTS) {
                 // A bulk delete by a where among the mixed products (PostgreSQL: products from RETURNING).
                 await m.Movement.destroy({ where: { product: q, qty: 2 }, transaction: tx })
               } else {
-                // A key change and a bulk move among the mixed products.
-                const r = mixed[rnd(mixed.length)]!
+                // A key change and a bulk move among the writer's own mixed products.
+                const r = own[rnd(2)]!
                 const row = await m.Movement.findOne({ where: { product: q }, transaction: tx })
                 if (row !== null) await row.update({ product: r }, { transaction: tx })
                 await m.Movement.update({ product: q }, { where: { product: r, qty: 2 }, transaction: tx })
@@ -99,7 +109,10 @@ for (const dialect of DIALECTS) {
             for (const [k, v] of gained) committed.set(k, committed.get(k)! + v)
           } catch (e) {
             if ((e as Error).message === 'roll back') stats.rollbacks++
-            else stats.errors++ // a deadlock or lock timeout rolled it back: nothing committed
+            else {
+              stats.errors++
+              if (errors.length < 5) errors.push((e as Error).message)
+            }
           }
         }
       }
@@ -114,13 +127,18 @@ for (const dialect of DIALECTS) {
           await new Promise((r) => setTimeout(r, 1))
         }
       }
-      await Promise.all([...Array.from({ length: WRITERS }, writer), ...Array.from({ length: READERS }, reader)])
+      await Promise.all([
+        ...Array.from({ length: WRITERS }, (_, w) => writer(w)),
+        ...Array.from({ length: READERS }, reader),
+      ])
       await cache.flush()
       const report = await cache.validate({ products: [...watched, ...mixed] })
       console.log(
-        `[${dialect}] ${stats.commits} commits, ${stats.rollbacks} rollbacks, ${stats.errors} failed (deadlocks), ` +
+        `[${dialect}] ${stats.commits} commits, ${stats.rollbacks} rollbacks, ${stats.errors} failed, ` +
           `${stats.reads} reads; validate: ${report.checked} checked, ${report.mismatches.length} mismatches`,
       )
+      expect(errors).toEqual([])
+      expect(stats.errors).toBe(0)
       expect(misses).toEqual([])
       expect(report.mismatches).toEqual([])
       expect(report.checked).toBeGreaterThanOrEqual(watched.length + mixed.length)

@@ -1,6 +1,7 @@
 import { ConfigError, defineStockSchema, type StockSchema } from 'stockcast'
 import { changeCaptureSchema } from 'stockcast/conformance'
 import { afterEach, beforeEach, expect, it } from 'vitest'
+import { POSTGRES_CAPTURE_VERSION } from '../src/capture/postgres.js'
 import { sqlChangeCapture } from '../src/index.js'
 import { createCcTables, pgliteTestDb, pgTestDb, type TestDb } from './capture-helpers.js'
 import { describeService, pgDown, uniquePrefix } from './services.js'
@@ -52,8 +53,8 @@ for (const [name, make, down] of DIALECTS) {
       const report = await capture.verify()
       expect(report).toEqual({
         ok: true,
-        installedVersion: 1,
-        expectedVersion: 1,
+        installedVersion: POSTGRES_CAPTURE_VERSION,
+        expectedVersion: POSTGRES_CAPTURE_VERSION,
         missing: [],
         extra: [],
         outdated: [],
@@ -89,7 +90,7 @@ for (const [name, make, down] of DIALECTS) {
       await t.sql(`UPDATE "${prefix}_meta" SET value = '0' WHERE key = 'version'`)
       report = await capture.verify()
       expect(report.installedVersion).toBe(0)
-      expect(report.outdated).toContain('version 0 installed, 1 expected')
+      expect(report.outdated).toContain(`version 0 installed, ${POSTGRES_CAPTURE_VERSION} expected`)
 
       await t.sql(`ALTER TABLE cc_movements DISABLE TRIGGER "${prefix}_capture_ins"`)
       expect((await capture.verify()).outdated).toContainEqual(expect.stringContaining('disabled'))
@@ -191,6 +192,11 @@ for (const [name, make, down] of DIALECTS) {
       expect(() => sqlChangeCapture(t.db, changeCaptureSchema, { outbox: 'a.b.c' })).toThrow(/outbox must be/)
       expect(() => sqlChangeCapture(t.db, changeCaptureSchema, { batchSize: 0 })).toThrow(/batchSize/)
       expect(() => sqlChangeCapture(t.db, changeCaptureSchema, { bogus: 1 } as never)).toThrow(/unknown option "bogus"/)
+      expect(() => sqlChangeCapture(t.db, changeCaptureSchema, { leaseMs: 10 })).toThrow(/leaseMs must be an integer/)
+      expect(() => sqlChangeCapture(t.db, changeCaptureSchema, { clock: {} as never })).toThrow(/clock must be/)
+      expect(() => sqlChangeCapture(t.db, changeCaptureSchema, { timers: { setTimeout } as never })).toThrow(
+        /timers must be/,
+      )
     })
   })
 }

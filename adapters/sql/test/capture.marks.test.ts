@@ -78,6 +78,40 @@ for (const [name, make, down] of DIALECTS) {
       expect(await outbox()).toEqual([])
     })
 
+    it('one row per product per transaction however many statements; savepoints never lose a mark', async () => {
+      await sqlChangeCapture(t.db, schema, { prefix }).install()
+      await t.db.transaction(async (tx) => {
+        for (let i = 0; i < 5; i++) {
+          await tx.execute(
+            `INSERT INTO mk_movements (sku, qty) SELECT 'S' || (i % 3), 1 FROM generate_series(1, 10) AS i`,
+          )
+        }
+      })
+      expect(await outbox()).toEqual(['S0:mk_movements', 'S1:mk_movements', 'S2:mk_movements'])
+      await clear()
+      await t.db.transaction(async (tx) => {
+        // A: written at the top level; a savepoint that writes A again and rolls back leaves the first row.
+        await tx.execute(`INSERT INTO mk_movements (sku, qty) VALUES ('A', 1)`)
+        await tx.execute('SAVEPOINT s1')
+        await tx.execute(`INSERT INTO mk_movements (sku, qty) VALUES ('A', 1)`)
+        await tx.execute('ROLLBACK TO SAVEPOINT s1')
+        // B: first written in a savepoint that rolls back, then at the top level: the later write has its row.
+        await tx.execute('SAVEPOINT s2')
+        await tx.execute(`INSERT INTO mk_movements (sku, qty) VALUES ('B', 1)`)
+        await tx.execute('ROLLBACK TO SAVEPOINT s2')
+        await tx.execute(`INSERT INTO mk_movements (sku, qty) VALUES ('B', 1)`)
+        // C: written in a savepoint that is released, then again at the top level (two rows: harmless).
+        await tx.execute('SAVEPOINT s3')
+        await tx.execute(`INSERT INTO mk_movements (sku, qty) VALUES ('C', 1)`)
+        await tx.execute('RELEASE SAVEPOINT s3')
+        await tx.execute(`INSERT INTO mk_movements (sku, qty) VALUES ('C', 1)`)
+      })
+      expect(await outbox()).toEqual(['A:mk_movements', 'B:mk_movements', 'C:mk_movements', 'C:mk_movements'])
+      // Another transaction's row of the same product does not stand in for this one's.
+      await t.sql(`INSERT INTO mk_movements (sku, qty) VALUES ('A', 1)`)
+      expect((await outbox()).filter((r) => r.startsWith('A:'))).toHaveLength(2)
+    })
+
     it('a rolled-back transaction leaves no outbox row', async () => {
       await sqlChangeCapture(t.db, schema, { prefix }).install()
       await expect(

@@ -9,7 +9,7 @@ import {
 } from 'stockcast'
 import { type CaptureWriter, type ChangeCaptureHarness, runChangeCaptureConformance } from 'stockcast/conformance'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { createMysqlCapture } from '../src/capture/mysql.js'
+import { createMysqlCapture, MYSQL_CAPTURE_VERSION } from '../src/capture/mysql.js'
 import {
   fromMysql,
   type SqlChangeCapture,
@@ -195,8 +195,8 @@ describeService(mysqlDown, 'MySQL/MariaDB change capture (triggers + outbox)', (
       expect(await objectsOf(prefix)).toEqual(before)
       expect(await capture.verify()).toEqual({
         ok: true,
-        installedVersion: 1,
-        expectedVersion: 1,
+        installedVersion: MYSQL_CAPTURE_VERSION,
+        expectedVersion: MYSQL_CAPTURE_VERSION,
         missing: [],
         extra: [],
         outdated: [],

@@ -1,38 +1,51 @@
+import { randomBytes } from 'node:crypto'
 import {
+  backoffDelay,
+  type Clock,
   ClosedError,
   ConfigError,
+  defaultTimers,
+  every,
   InvalidInputError,
   KEY_SEPARATOR,
+  type MarkSource,
   type StockCache,
   StockcastError,
   type StockSchema,
+  type Timers,
   WaitTimeoutError,
 } from 'stockcast'
 import type { SqlDb, SqlDialect } from '../types.js'
 import type { ListenerStatus, OutboxListener, SqlChangeCaptureOptions } from './types.js'
 
-/** One outbox row: a product changed by a statement on `table` (null: unknown), `id` is the mark's version. */
+/** One leased outbox row: `product` changed, `id` is the mark's version. */
 export interface OutboxRow {
   id: number
   product: string
-  table: string | null
 }
 
 /**
- * What a SQL dialect supplies to the shared outbox consumer. `sqlOutboxQueries` implements the SQL members for
- * PostgreSQL and MySQL/MariaDB; a dialect adds its wake-up (`subscribe`) and the age query.
+ * What a SQL dialect supplies to the shared outbox consumer. `sqlOutboxQueries` implements the members that are the
+ * same SQL for PostgreSQL and MySQL/MariaDB; each dialect adds its claim, its wake-up (`subscribe`) and the age query.
+ *
+ * Rows are leased, never locked across work: a claim sets `lease_owner`/`lease_until` in one short transaction that
+ * commits at once, so no transaction stays open while the cache recomputes (DDL such as `uninstall()` never queues
+ * behind a consumer, and writers never wait for one). A lease that ends makes its rows claimable again: the rows of
+ * a consumer that died come back to the others.
  */
 export interface OutboxDialect {
-  /** Oldest rows first, at most `limit`, locked `FOR UPDATE SKIP LOCKED` when `tx` is a transaction; none of the `exclude` ids. */
-  claim(tx: SqlDb, limit: number, exclude: readonly number[]): Promise<OutboxRow[]>
-  /** Delete these rows (ids that are gone already are ignored). */
-  delete(tx: SqlDb, ids: readonly number[]): Promise<void>
-  /** Make these rows name no table (whoever re-marks them re-reads every source). */
-  widen(tx: SqlDb, ids: readonly number[]): Promise<void>
+  /**
+   * Lease to `owner`, for `leaseMs`, every claimable row (no lease, or an expired one) of at most `limit` products:
+   * the products of the oldest claimable rows, with all their claimable rows, so that the marks of one product made by
+   * many statements and transactions are settled by one recompute. Only committed rows are leased.
+   */
+  claim(db: SqlDb, owner: string, limit: number, leaseMs: number): Promise<OutboxRow[]>
+  /** Delete those of these rows still leased to `owner`; resolves to the rows deleted. */
+  delete(db: SqlDb, owner: string, ids: readonly number[]): Promise<number>
+  /** Make the lease of those of these rows still leased to `owner` end `ms` from now (0: claimable at once). */
+  hold(db: SqlDb, owner: string, ids: readonly number[], ms: number): Promise<void>
   /** Age in ms of the oldest row by the database clock (0 when empty). */
   oldestAgeMs(db: SqlDb): Promise<number>
-  /** For each of these products with rows, the highest id. */
-  pending(db: SqlDb, products: readonly string[]): Promise<Map<string, number>>
   /** The highest id now in the outbox (0 when empty). */
   maxId(db: SqlDb): Promise<number>
   /** Whether any row with `id <= upTo` is still in the outbox. */
@@ -42,17 +55,11 @@ export interface OutboxDialect {
    * wake-up connection came back. Resolves to the function that stops it.
    */
   subscribe(db: SqlDb, wake: () => void, onReconnect: () => void): Promise<() => Promise<void>>
-  /**
-   * Keep the claim transaction open while the cache recomputes (rows stay locked, other consumers skip them, a
-   * consumer that dies releases them). False for a single-session database (PGlite), where an open transaction
-   * would block the reader: rows are then read, recomputed and deleted without a lock. @default true
-   */
-  readonly lockWhileProcessing?: boolean
 }
 
 /** Options of `startListener` (resolved from `SqlChangeCaptureOptions`). */
 export interface OutboxListenerOptions {
-  /** Rows claimed per batch. @default 1000 */
+  /** Products claimed per batch, each with all its claimable rows. @default 1000 */
   batchSize?: number
   /** A catch-up scan runs this often even without a wake-up, ms. @default 5000 */
   scanMs?: number
@@ -60,6 +67,12 @@ export interface OutboxListenerOptions {
   retryMs?: number
   /** Longest retry delay, ms. @default 30_000 */
   maxRetryMs?: number
+  /** How long a claim leases its rows; a consumer that dies gives them back after this. @default 30_000 */
+  leaseMs?: number
+  /** Time source. @default Date */
+  clock?: Clock
+  /** Every timer the consumer starts. @default defaultTimers */
+  timers?: Timers
 }
 
 /** Validated `SqlChangeCaptureOptions` (shared by the PostgreSQL and MySQL captures). */
@@ -70,11 +83,15 @@ export interface ResolvedCaptureOptions {
   batchSize: number
   pollMs: number
   scanMs: number
+  leaseMs: number
+  clock: Clock
+  timers: Timers
 }
 
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/
 const QUALIFIED = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$/
-const KNOWN = new Set(['outbox', 'prefix', 'batchSize', 'pollMs', 'scanMs'])
+const KNOWN = new Set(['outbox', 'prefix', 'batchSize', 'pollMs', 'scanMs', 'leaseMs', 'clock', 'timers'])
+const systemClock: Clock = { now: () => Date.now() }
 
 function intOption(value: unknown, name: string, min: number, max: number, fallback: number): number {
   if (value === undefined) return fallback
@@ -86,10 +103,6 @@ function intOption(value: unknown, name: string, min: number, max: number, fallb
   return value
 }
 
-/**
- * Check every option of `sqlChangeCapture`; a bad one is a `ConfigError` naming it. The outbox defaults to
- * `<prefix>_outbox` (`stockcast_outbox` with the default prefix).
- */
 /** The schema a capture is built for, checked once for both dialects. */
 export function assertCaptureSchema(schema: StockSchema): void {
   if (!schema || !Array.isArray(schema.sources) || !Array.isArray(schema.related)) {
@@ -97,6 +110,10 @@ export function assertCaptureSchema(schema: StockSchema): void {
   }
 }
 
+/**
+ * Check every option of `sqlChangeCapture`; a bad one is a `ConfigError` naming it. The outbox defaults to
+ * `<prefix>_outbox` (`stockcast_outbox` with the default prefix).
+ */
 export function resolveCaptureOptions(options: SqlChangeCaptureOptions = {}): ResolvedCaptureOptions {
   if (options === null || typeof options !== 'object')
     throw new ConfigError('sqlChangeCapture: options must be an object')
@@ -118,64 +135,86 @@ export function resolveCaptureOptions(options: SqlChangeCaptureOptions = {}): Re
       { option: 'outbox' },
     )
   }
+  const clock = options.clock ?? systemClock
+  if (clock === null || typeof clock !== 'object' || typeof clock.now !== 'function') {
+    throw new ConfigError('sqlChangeCapture: clock must be an object with now() (like Date)', { option: 'clock' })
+  }
+  const timers = options.timers ?? defaultTimers
+  if (
+    timers === null ||
+    typeof timers !== 'object' ||
+    typeof timers.setTimeout !== 'function' ||
+    typeof timers.clearTimeout !== 'function'
+  ) {
+    throw new ConfigError(
+      'sqlChangeCapture: timers must be an object with setTimeout(fn, ms) and clearTimeout(handle)',
+      {
+        option: 'timers',
+      },
+    )
+  }
   return {
     prefix,
     outbox,
     batchSize: intOption(options.batchSize, 'batchSize', 1, 100_000, 1000),
     pollMs: intOption(options.pollMs, 'pollMs', 1, 3_600_000, 100),
     scanMs: intOption(options.scanMs, 'scanMs', 1, 3_600_000, 5000),
+    leaseMs: intOption(options.leaseMs, 'leaseMs', 100, 86_400_000, 30_000),
+    clock,
+    timers,
   }
 }
 
 const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v))
 
+/** Ids per statement: MySQL/MariaDB placeholders, and bounded statements on PostgreSQL too. */
+const CHUNK = 5000
+
 /**
- * The SQL members of `OutboxDialect`, the same for PostgreSQL and MySQL/MariaDB apart from placeholders.
- * `outbox` is the quoted table name; its columns are `id`, `product`, `source_table`, `created_at`.
+ * The members of `OutboxDialect` that are the same SQL for PostgreSQL and MySQL/MariaDB apart from placeholders and
+ * time arithmetic. `outbox` is the quoted table name; its columns are `id`, `product`, `source_table`, `created_at`,
+ * `lease_owner`, `lease_until`. `inTransaction` runs the writes (on MySQL/MariaDB: in READ COMMITTED, so that they
+ * take no gap lock a writer's trigger insert could wait for).
  */
 export function sqlOutboxQueries(
   dialect: SqlDialect,
   outbox: string,
-): Pick<OutboxDialect, 'claim' | 'delete' | 'widen' | 'pending' | 'maxId' | 'remaining'> {
+  inTransaction: <T>(db: SqlDb, fn: (tx: SqlDb) => Promise<T>) => Promise<T> = (db, fn) => db.transaction(fn),
+): Pick<OutboxDialect, 'delete' | 'hold' | 'maxId' | 'remaining'> {
   const pg = dialect === 'postgres'
-  const list = (values: readonly unknown[], start: number): string =>
-    values.map((_, i) => (pg ? `$${start + i}` : '?')).join(', ')
+  const ids = (chunk: readonly number[], start: number): string =>
+    pg ? `ANY($${start}::bigint[])` : `(${chunk.map(() => '?').join(', ')})`
+  const idParams = (chunk: readonly number[]): unknown[] => (pg ? [chunk] : [...chunk])
+  const inIds = pg ? '= ' : 'IN '
   return {
-    async claim(tx, limit, exclude) {
-      const where = exclude.length === 0 ? '' : ` WHERE id NOT IN (${list(exclude, 2)})`
-      const rows = await tx.query<{ id: unknown; product: string; source_table: string | null }>(
-        `SELECT id, product, source_table FROM ${outbox}${where} ORDER BY id LIMIT ${pg ? '$1' : '?'} FOR UPDATE SKIP LOCKED`,
-        [limit, ...exclude],
-      )
-      return rows.map((r) => ({ id: num(r.id), product: String(r.product), table: r.source_table ?? null }))
-    },
-    async delete(tx, ids) {
-      // Bounded statements: a batch is at most batchSize rows, chunked anyway for MySQL's placeholder limit.
-      for (let i = 0; i < ids.length; i += 5000) {
-        const chunk = ids.slice(i, i + 5000)
-        if (pg) await tx.execute(`DELETE FROM ${outbox} WHERE id = ANY($1::bigint[])`, [chunk])
-        else await tx.execute(`DELETE FROM ${outbox} WHERE id IN (${list(chunk, 1)})`, chunk)
-      }
-    },
-    async widen(tx, ids) {
-      if (ids.length === 0) return
-      if (pg) await tx.execute(`UPDATE ${outbox} SET source_table = NULL WHERE id = ANY($1::bigint[])`, [ids])
-      else await tx.execute(`UPDATE ${outbox} SET source_table = NULL WHERE id IN (${list(ids, 1)})`, ids)
-    },
-    async pending(db, products) {
-      const out = new Map<string, number>()
-      if (products.length === 0) return out
-      const rows = pg
-        ? await db.query<{ product: string; v: unknown }>(
-            `SELECT product, max(id) AS v FROM ${outbox} WHERE product = ANY($1::text[]) GROUP BY product`,
-            [products],
+    async delete(db, owner, list) {
+      if (list.length === 0) return 0
+      return inTransaction(db, async (tx) => {
+        let deleted = 0
+        for (let i = 0; i < list.length; i += CHUNK) {
+          const chunk = list.slice(i, i + CHUNK)
+          deleted += await tx.execute(
+            `DELETE FROM ${outbox} WHERE lease_owner = ${pg ? '$1' : '?'} AND id ${inIds}${ids(chunk, 2)}`,
+            [owner, ...idParams(chunk)],
           )
-        : await db.query<{ product: string; v: unknown }>(
-            `SELECT product, max(id) AS v FROM ${outbox} WHERE product IN (${list(products, 1)}) GROUP BY product`,
-            products,
+        }
+        return deleted
+      })
+    },
+    async hold(db, owner, list, ms) {
+      if (list.length === 0) return
+      const until = pg
+        ? `clock_timestamp() + make_interval(secs => $2::float8 / 1000)`
+        : 'TIMESTAMPADD(MICROSECOND, ?, NOW(3))'
+      await inTransaction(db, async (tx) => {
+        for (let i = 0; i < list.length; i += CHUNK) {
+          const chunk = list.slice(i, i + CHUNK)
+          await tx.execute(
+            `UPDATE ${outbox} SET lease_until = ${until} WHERE lease_owner = ${pg ? '$1' : '?'} AND id ${inIds}${ids(chunk, 3)}`,
+            pg ? [owner, ms, ...idParams(chunk)] : [ms * 1000, owner, ...idParams(chunk)],
           )
-      for (const r of rows) out.set(String(r.product), num(r.v))
-      return out
+        }
+      })
     },
     async maxId(db) {
       const rows = await db.query<{ v: unknown }>(`SELECT max(id) AS v FROM ${outbox}`)
@@ -190,51 +229,50 @@ export function sqlOutboxQueries(
 
 /** A running consumer, plus the hooks its capture uses. */
 export interface OutboxConsumer extends OutboxListener {
-  /** Scan now; `retryNow` also forgets the retry delays of held products (after a bulk import settled). */
-  wake(retryNow?: boolean): void
-  /** Scan now and resolve when the scan is over (rows of failed or deferred products may remain). */
-  catchUp(): Promise<void>
+  /** Scan now. */
+  wake(): void
   /** The cache it marks. */
   readonly cache: StockCache
 }
 
-interface Cooling {
-  /** Not claimed again before this time (ms). */
-  until: number
+/** Why rows of a product are still leased to this consumer after their batch. */
+type HeldKind = 'failed' | 'deferred' | 'unstored'
+
+interface Held {
+  /** The lease owner of the held rows (the claim that took them). */
+  owner: string
+  ids: number[]
+  /** The highest id the cache has been marked with for this product: rows up to it need no new mark. */
+  maxId: number
+  kind: HeldKind
+  /** Failed attempts so far (the retry delay grows with it). */
   attempt: number
-  /** The row kept for it, which the cache has marked (later rows are new writes, not marked yet). */
-  heldId: number
-  /** Held because the shared store lacks the new value: re-mark it (the recompute writes the store again). */
-  unstored: boolean
+  /** When the lease ends and the rows are claimable again (this consumer's clock). */
+  until: number
 }
-
-interface Outcome {
-  claimed: number
-  deleted: number
-  progressed: boolean
-}
-
-/** Products whose rows are excluded from a claim at once (beyond that, the consumer waits as a whole). */
-const MAX_EXCLUDED = 1000
 
 /**
- * Consume an outbox into a cache, for any dialect: claim up to `batchSize` rows, mark their products
- * (`version` = the highest row id, `reason.tables` = the changed tables), `flush()`, then delete the rows of every
- * product that was recomputed, in the claim's transaction. Rows of products whose recompute failed or was
- * deferred (a `disableCacheTemporarily` block) stay, folded to one row per product, and are retried after a
- * growing delay; other products go on meanwhile.
+ * Consume an outbox into a cache, for any dialect. A batch leases the rows of up to `batchSize` products (the oldest
+ * first, each with all its claimable rows), marks those products (`version` = the highest row id, no `reason`: every
+ * source of a product is re-read, so a transaction whose rows span several statements is never served half-applied,
+ * and a change another consumer took is never lost by merging with cached inputs), then
+ * `flush({ units })` and deletes the rows of the units it reports `settled`. The rows of the other units stay leased
+ * for a growing retry delay (failed, or a shared store that refused the value) or until the `disableCacheTemporarily`
+ * block that deferred them has settled (`afterBulk`); other products go on meanwhile.
+ *
+ * The consumer is attached to the cache as a `MarkSource`: `cache.status().oldestUnprocessedMs` includes the age of
+ * the oldest outbox row (measured at every batch, growing between measurements), and a `disableCacheTemporarily`
+ * block asks it to `catchUp()` before the block settles.
  *
  * Scans run at start, on every wake-up, after a reconnect and every `scanMs`. One batch runs at a time per
  * consumer; several consumers (processes) can share an outbox. Errors never escape: they are kept in
- * `status().lastError` and the batch is retried after a growing delay.
+ * `status().lastError` and the batch is retried after a growing delay (`backoffDelay`).
  *
  * @example
  * ```ts
- * // A dialect: the shared SQL plus its wake-up and age query (see postgres.ts, mysql.ts).
  * const dialect: OutboxDialect = {
- *   ...sqlOutboxQueries('mysql', '`stockcast_outbox`'),
- *   oldestAgeMs: async (db) => ...,
- *   subscribe: async (_db, wake) => { const t = setInterval(wake, 100); return async () => clearInterval(t) },
+ *   ...sqlOutboxQueries('postgres', '"stockcast_outbox"'),
+ *   claim: ..., oldestAgeMs: ..., subscribe: ...,     // see postgres.ts, mysql.ts
  * }
  * const listener = await startListener(db, dialect, cache, { batchSize: 500 })
  * await listener.drain()
@@ -245,67 +283,62 @@ export async function startListener(
   db: SqlDb,
   dialect: OutboxDialect,
   cache: StockCache,
-  options: OutboxListenerOptions = {},
+  options: OutboxListenerOptions & { name?: string } = {},
 ): Promise<OutboxConsumer> {
-  const consumer = new Consumer(db, dialect, cache, {
+  const consumer = new Consumer(db, dialect, cache, options.name ?? 'sql outbox', {
     batchSize: options.batchSize ?? 1000,
     scanMs: options.scanMs ?? 5000,
     retryMs: options.retryMs ?? 200,
     maxRetryMs: options.maxRetryMs ?? 30_000,
+    leaseMs: options.leaseMs ?? 30_000,
+    clock: options.clock ?? systemClock,
+    timers: options.timers ?? defaultTimers,
   })
   await consumer.start()
   return consumer
 }
 
-/**
- * The `OutboxListener` a capture's `listen()` hands out for a consumer, kept in the capture's set of running
- * consumers (which `bulkImport` wakes) until it is stopped.
- */
-export function trackedListener(consumer: OutboxConsumer, running: Set<OutboxConsumer>): OutboxListener {
-  running.add(consumer)
-  return {
-    status: () => consumer.status(),
-    drain: (timeoutMs) => consumer.drain(timeoutMs),
-    async stop() {
-      running.delete(consumer)
-      await consumer.stop()
-    },
-  }
-}
-
-class Consumer implements OutboxConsumer {
+class Consumer implements OutboxConsumer, MarkSource {
+  readonly name: string
   readonly #db: SqlDb
   readonly #dialect: OutboxDialect
   readonly #cache: StockCache
   readonly #o: Required<OutboxListenerOptions>
-  readonly #lock: boolean
+  readonly #clock: Clock
+  readonly #timers: Timers
+  /** Lease owners of this consumer are `<id>.<claim number>`: unique per claim. */
+  readonly #id = randomBytes(8).toString('hex')
+  #claims = 0
   #running = false
   #stopping = false
   /** The loop currently running, if any. */
   #loop: Promise<void> | undefined
   #again = false
+  /** Deferred rows wait for the bulk block that deferred them: `afterBulk` asks to settle them. */
+  #settleDeferred = false
   /** No batch before this time (a failed batch's retry delay). */
   #blockedUntil = 0
   #errorAttempt = 0
-  #wakeTimer: ReturnType<typeof setTimeout> | undefined
+  #wakeTimer: unknown
   #wakeAt = 0
-  #scanTimer: ReturnType<typeof setInterval> | undefined
+  #stopScan: (() => void) | undefined
   #unsubscribe: (() => Promise<void>) | undefined
-  readonly #cooling = new Map<string, Cooling>()
-  readonly #status: Omit<ListenerStatus, 'running'> = {
-    processed: 0,
-    batches: 0,
-    oldestUnprocessedMs: 0,
-    reconnects: 0,
-    lastError: null,
-  }
+  #detach: (() => void) | undefined
+  /** Products whose leased rows were not settled by their batch. */
+  readonly #held = new Map<string, Held>()
+  /** The oldest row's age at the last measurement, and when that was (0: the outbox was empty). */
+  #ageMs = 0
+  #ageAt = 0
+  readonly #status = { processed: 0, batches: 0, reconnects: 0, lastError: null as Error | null }
 
-  constructor(db: SqlDb, dialect: OutboxDialect, cache: StockCache, options: Required<OutboxListenerOptions>) {
+  constructor(db: SqlDb, dialect: OutboxDialect, cache: StockCache, name: string, o: Required<OutboxListenerOptions>) {
     this.#db = db
     this.#dialect = dialect
     this.#cache = cache
-    this.#o = options
-    this.#lock = dialect.lockWhileProcessing !== false
+    this.name = name
+    this.#o = o
+    this.#clock = o.clock
+    this.#timers = o.timers
   }
 
   async start(): Promise<void> {
@@ -319,8 +352,8 @@ class Consumer implements OutboxConsumer {
       },
     )
     this.#running = true
-    this.#scanTimer = setInterval(() => this.wake(), this.#o.scanMs)
-    this.#scanTimer.unref?.()
+    this.#detach = this.#cache.attachSource(this)
+    this.#stopScan = every(this.#timers, this.#o.scanMs, () => this.wake())
     this.wake()
   }
 
@@ -328,43 +361,39 @@ class Consumer implements OutboxConsumer {
     return this.#cache
   }
 
+  // ---------------------------------------------------------------- MarkSource
+
+  oldestUnprocessedMs(): number {
+    // The oldest row stays until it is processed: between two measurements its age grows with the clock.
+    return this.#ageMs === 0 ? 0 : this.#ageMs + Math.max(0, this.#clock.now() - this.#ageAt)
+  }
+
   async catchUp(): Promise<void> {
+    // Asked once, at the end of a bulk block: try now even during a failed batch's retry delay.
+    this.#blockedUntil = 0
     this.wake()
     while (this.#loop !== undefined) await this.#loop
   }
 
-  status(): ListenerStatus {
-    return { running: this.#running, ...this.#status }
+  afterBulk(): void {
+    this.#settleDeferred = true
+    this.wake()
   }
 
-  wake(retryNow = false): void {
+  // ---------------------------------------------------------------- OutboxListener
+
+  status(): ListenerStatus {
+    return { running: this.#running, ...this.#status, oldestUnprocessedMs: this.oldestUnprocessedMs() }
+  }
+
+  wake(): void {
     if (!this.#running) return
-    if (retryNow) {
-      const now = Date.now()
-      for (const c of this.#cooling.values()) c.until = Math.min(c.until, now)
-      this.#blockedUntil = 0
-    }
     this.#again = true
     this.#kick()
   }
 
-  /** Start the loop unless it runs or waits for a retry delay. */
-  #kick(): void {
-    if (!this.#running || this.#loop !== undefined) return
-    const wait = this.#blockedUntil - Date.now()
-    if (wait > 0) {
-      this.#timer(wait)
-      return
-    }
-    this.#loop = this.#run().finally(() => {
-      this.#loop = undefined
-      // A wake-up that arrived while the loop was finishing (its last query) is not lost.
-      if (this.#again) this.#kick()
-    })
-  }
-
   async drain(timeoutMs = 30_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs
+    const deadline = this.#clock.now() + timeoutMs
     const upTo = await this.#dialect.maxId(this.#db)
     if (upTo === 0) return
     let pause = 5
@@ -372,12 +401,12 @@ class Consumer implements OutboxConsumer {
       this.wake()
       if (this.#loop !== undefined) await this.#loop
       if (!(await this.#dialect.remaining(this.#db, upTo))) return
-      if (Date.now() >= deadline) {
+      if (this.#clock.now() >= deadline) {
         const why = this.#status.lastError === null ? '' : ` (last error: ${this.#status.lastError.message})`
         throw new WaitTimeoutError(`drain: outbox rows up to id ${upTo} still unprocessed after ${timeoutMs} ms${why}`)
       }
       // Held rows (a failed or deferred product) or another consumer's batch: look again shortly.
-      await new Promise((r) => setTimeout(r, pause))
+      await new Promise<void>((r) => this.#timers.setTimeout(r, pause))
       pause = Math.min(pause * 2, 100)
     }
   }
@@ -389,17 +418,36 @@ class Consumer implements OutboxConsumer {
     }
     this.#stopping = true
     await this.#halt()
-    // The batch in progress finishes (its rows are deleted or released); nothing new starts.
+    // The batch in progress finishes (its rows are deleted or held); nothing new starts.
     await this.#loop
   }
 
-  /** Stop timers and the wake-up subscription. */
+  // ---------------------------------------------------------------- loop
+
+  /** Start the loop unless it runs or waits for a retry delay. */
+  #kick(): void {
+    if (!this.#running || this.#loop !== undefined) return
+    const wait = this.#blockedUntil - this.#clock.now()
+    if (wait > 0) {
+      this.#timer(wait)
+      return
+    }
+    this.#loop = this.#run().finally(() => {
+      this.#loop = undefined
+      // A wake-up that arrived while the loop was finishing (its last query) is not lost.
+      if (this.#again) this.#kick()
+    })
+  }
+
+  /** Stop timers, the wake-up subscription and the cache's view of this source. */
   async #halt(): Promise<void> {
     this.#running = false
-    if (this.#scanTimer !== undefined) clearInterval(this.#scanTimer)
-    if (this.#wakeTimer !== undefined) clearTimeout(this.#wakeTimer)
-    this.#scanTimer = undefined
+    this.#stopScan?.()
+    this.#stopScan = undefined
+    if (this.#wakeTimer !== undefined) this.#timers.clearTimeout(this.#wakeTimer)
     this.#wakeTimer = undefined
+    this.#detach?.()
+    this.#detach = undefined
     const unsubscribe = this.#unsubscribe
     this.#unsubscribe = undefined
     await unsubscribe?.().catch((e: unknown) => this.#fail(e))
@@ -408,22 +456,26 @@ class Consumer implements OutboxConsumer {
   /** Wake up in `ms` (the earliest of the requested times wins). */
   #timer(ms: number): void {
     if (!this.#running) return
-    const at = Date.now() + ms
+    const at = this.#clock.now() + ms
     if (this.#wakeTimer !== undefined) {
       if (this.#wakeAt <= at) return
-      clearTimeout(this.#wakeTimer)
+      this.#timers.clearTimeout(this.#wakeTimer)
     }
     this.#wakeAt = at
-    this.#wakeTimer = setTimeout(() => {
+    this.#wakeTimer = this.#timers.setTimeout(() => {
       this.#wakeTimer = undefined
       this.wake()
     }, ms)
-    this.#wakeTimer.unref?.()
   }
 
   #fail(cause: unknown): void {
     this.#status.lastError =
       cause instanceof Error ? cause : new StockcastError(`outbox listener: ${String(cause)}`, { cause })
+  }
+
+  async #measureAge(): Promise<void> {
+    this.#ageMs = await this.#dialect.oldestAgeMs(this.#db)
+    this.#ageAt = this.#clock.now()
   }
 
   async #run(): Promise<void> {
@@ -432,67 +484,72 @@ class Consumer implements OutboxConsumer {
         this.#again = false
         let more: boolean
         try {
+          if (this.#settleDeferred) {
+            this.#settleDeferred = false
+            await this.#releaseDeferred()
+          }
           more = await this.#batch()
           this.#errorAttempt = 0
         } catch (cause) {
           this.#fail(cause)
           if (cause instanceof ClosedError) {
-            // The cache was closed under us: stop consuming (the rows stay for other consumers).
+            // The cache was closed under us: stop consuming (the rows go back to other consumers).
             await this.#halt()
             return
           }
-          const delay = Math.min(this.#o.retryMs * 2 ** this.#errorAttempt++, this.#o.maxRetryMs)
-          this.#blockedUntil = Date.now() + delay
+          const delay = backoffDelay(this.#errorAttempt++, this.#o.retryMs, this.#o.maxRetryMs)
+          this.#blockedUntil = this.#clock.now() + delay
           this.#timer(delay)
           return
         }
         if (more) this.#again = true
       }
-      if (this.#running) {
-        this.#status.oldestUnprocessedMs = await this.#dialect.oldestAgeMs(this.#db)
-        // Held products come back when their delay is over.
-        const now = Date.now()
-        let next = Number.POSITIVE_INFINITY
-        for (const c of this.#cooling.values()) if (c.until > now) next = Math.min(next, c.until)
-        if (next !== Number.POSITIVE_INFINITY) this.#timer(next - now)
-      }
+      // (The last batch claimed nothing and measured the age after the deletes before it.)
+      if (this.#running) this.#scheduleHeld()
     } catch (cause) {
       this.#fail(cause)
     }
   }
 
-  /** One batch. Resolves to true when the outbox may hold more rows to process now. */
-  async #batch(): Promise<boolean> {
-    const now = Date.now()
-    // Held rows wait for their delay; newer rows of the same products are new writes and are claimed (in a bulk
-    // block that only adds a coalesced mark, so the block's one recompute covers the whole import).
-    const exclude: number[] = []
-    for (const c of this.#cooling.values()) if (c.until > now && exclude.length < MAX_EXCLUDED) exclude.push(c.heldId)
-    let outcome: Outcome = { claimed: 0, deleted: 0, progressed: false }
-    if (this.#lock) {
-      await this.#db.transaction(async (tx) => {
-        const rows = await this.#dialect.claim(tx, this.#o.batchSize, exclude)
-        outcome = await this.#process(tx, rows)
-      })
-    } else {
-      const rows = await this.#dialect.claim(this.#db, this.#o.batchSize, exclude)
-      outcome = await this.#process(this.#db, rows)
-    }
-    if (outcome.claimed < this.#o.batchSize) {
-      // Everything claimable was seen: a held product due by now whose row was not among it was processed
-      // elsewhere (another consumer): forget it.
-      for (const [p, c] of this.#cooling) if (c.until <= now) this.#cooling.delete(p)
-    }
-    if (outcome.claimed > 0) this.#status.batches++
-    this.#status.processed += outcome.deleted
-    // A full batch that made progress (rows deleted, or products newly held and so excluded from the next claim):
-    // there may be more. A batch of rows held already: wait for their delay.
-    return outcome.claimed === this.#o.batchSize && outcome.progressed
+  /** Wake up when the earliest held lease ends (failed and unstored products are retried then). */
+  #scheduleHeld(): void {
+    const now = this.#clock.now()
+    let next = Number.POSITIVE_INFINITY
+    for (const h of this.#held.values()) if (h.kind !== 'deferred' && h.until > now) next = Math.min(next, h.until)
+    // A few ms late: the lease ends by the database clock.
+    if (next !== Number.POSITIVE_INFINITY) this.#timer(next - now + 5)
   }
 
-  async #process(tx: SqlDb, rows: readonly OutboxRow[]): Promise<Outcome> {
-    if (rows.length === 0) return { claimed: 0, deleted: 0, progressed: false }
-    const byProduct = new Map<string, { ids: number[]; tables: Set<string> | null; max: number }>()
+  /** One batch. Resolves to true when the outbox may hold more claimable rows. */
+  async #batch(): Promise<boolean> {
+    const owner = `${this.#id}.${++this.#claims}`
+    const rows = await this.#dialect.claim(this.#db, owner, this.#o.batchSize, this.#o.leaseMs)
+    // Kept current during a backlog: the oldest row is measured at every batch, not only when the loop goes idle.
+    await this.#measureAge()
+    if (rows.length === 0) {
+      this.#forgetStale()
+      return false
+    }
+    this.#status.batches++
+    try {
+      await this.#process(owner, rows)
+    } catch (cause) {
+      // Give the rows back at once (best effort: otherwise they come back when the lease ends).
+      await this.#dialect
+        .hold(
+          this.#db,
+          owner,
+          rows.map((r) => r.id),
+          0,
+        )
+        .catch(() => {})
+      throw cause
+    }
+    return true
+  }
+
+  async #process(owner: string, rows: readonly OutboxRow[]): Promise<void> {
+    const byProduct = new Map<string, { ids: number[]; max: number }>()
     const invalid: number[] = []
     for (const r of rows) {
       if (r.product === '' || r.product.includes(KEY_SEPARATOR)) {
@@ -501,13 +558,11 @@ class Consumer implements OutboxConsumer {
       }
       let g = byProduct.get(r.product)
       if (g === undefined) {
-        g = { ids: [], tables: new Set(), max: 0 }
+        g = { ids: [], max: 0 }
         byProduct.set(r.product, g)
       }
       g.ids.push(r.id)
       if (r.id > g.max) g.max = r.id
-      if (r.table === null) g.tables = null
-      else g.tables?.add(r.table)
     }
     if (invalid.length > 0) {
       this.#fail(
@@ -515,92 +570,115 @@ class Consumer implements OutboxConsumer {
           `outbox listener: ${invalid.length} row(s) name a product id the cache cannot hold (empty or with U+001F); dropped`,
         ),
       )
+      await this.#dialect.delete(this.#db, owner, invalid)
     }
-    // A row held back earlier was marked then; if the cache has recomputed that product since (it retries failed
-    // products and recomputes deferred ones when the bulk block settles), the row goes without another recompute.
-    // `peek` answers only a fresh entry of a product that is not dirty. Other rows of it are new writes: marked.
-    const done: number[] = [...invalid]
-    const toMark = new Map<string, { ids: number[]; tables: Set<string> | null; max: number }>()
+    if (byProduct.size === 0) return
+    // Rows up to the highest id a held product was marked with are marks the cache has already (it retries failed
+    // products and recomputes deferred ones when the bulk block settles): settle them without another recompute.
+    // Newer rows are new writes, and a product the shared store lacks is recomputed again: those are marked.
+    const toMark: string[] = []
+    let version = 0
     for (const [p, g] of byProduct) {
-      const c = this.#cooling.get(p)
-      if (c !== undefined && !c.unstored && g.ids.includes(c.heldId) && this.#cache.peek(p) !== undefined) {
-        this.#cooling.delete(p)
-        done.push(c.heldId)
-        g.ids = g.ids.filter((id) => id !== c.heldId)
-        if (g.ids.length === 0) continue
-      }
-      toMark.set(p, g)
+      const h = this.#held.get(p)
+      if (h !== undefined && h.kind !== 'unstored' && g.max <= h.maxId) continue
+      toMark.push(p)
+      if (g.max > version) version = g.max
     }
-    const held: Array<{ product: string; keep: number; drop: number[]; deferred: boolean; unstored: boolean }> = []
-    if (toMark.size > 0) {
-      // Products changed on the same tables share one mark (one reason); each mark carries its highest row id.
-      const marks = new Map<string, { products: string[]; tables: string[] | null; version: number }>()
-      for (const [p, g] of toMark) {
-        const tables = g.tables === null ? null : [...g.tables].sort()
-        const key = tables === null ? '\u0000' : tables.join('\u0000')
-        let m = marks.get(key)
-        if (m === undefined) {
-          m = { products: [], tables, version: 0 }
-          marks.set(key, m)
-        }
-        m.products.push(p)
-        if (g.max > m.version) m.version = g.max
+    // No reason: every source of each product is re-read, in one pass.
+    if (toMark.length > 0) this.#cache.markDirty(toMark, { version })
+    const units = [...byProduct.keys()]
+    const report = await this.#cache.flush({ units })
+    const settled = new Set(report.settled ?? [])
+    const failed = new Set(report.failed)
+    const deferred = new Set(report.deferred)
+    const unstored = new Set(report.unstored)
+    const done: number[] = []
+    const holds = new Map<number, number[]>()
+    const now = this.#clock.now()
+    for (const [p, g] of byProduct) {
+      if (settled.has(p)) {
+        done.push(...g.ids)
+        this.#held.delete(p)
+        continue
       }
-      for (const m of marks.values()) {
-        this.#cache.markDirty(m.products, {
-          version: m.version,
-          ...(m.tables === null ? {} : { reason: { tables: m.tables } }),
-        })
-      }
-      const report = await this.#cache.flush()
-      const failed = new Set(report.failed)
-      const deferred = new Set(report.deferred)
       // Recomputed, but the shared store did not take the value: other instances' strong reads compare with the
-      // store, so the row stays (it keeps telling them) until a recompute is stored.
-      const unstored = new Set(report.unstored)
-      for (const [p, g] of toMark) {
-        if (failed.has(p) || deferred.has(p) || unstored.has(p)) {
-          // Keep one row per product (the oldest: its age is what status() reports; an earlier held row when
-          // there is one); the others say nothing more, but their tables may differ: the kept row is widened to
-          // name no table, so whoever re-marks it (after a crash, another instance) re-reads every source.
-          const sorted = [...g.ids].sort((a, b) => a - b)
-          const earlier = this.#cooling.get(p)?.heldId
-          const keep = earlier !== undefined && earlier < sorted[0]! ? earlier : sorted[0]!
-          held.push({
-            product: p,
-            keep,
-            drop: sorted.filter((id) => id !== keep),
-            deferred: !failed.has(p) && !unstored.has(p),
-            unstored: !failed.has(p) && unstored.has(p),
-          })
-        } else {
-          // Recomputed after every mark of it, the earlier held row's included: that row can go too.
-          const earlier = this.#cooling.get(p)?.heldId
-          if (earlier !== undefined && !g.ids.includes(earlier)) done.push(earlier)
-          this.#cooling.delete(p)
-          done.push(...g.ids)
-        }
+      // store, so the rows stay (they keep telling them) until a recompute is stored.
+      const kind: HeldKind = deferred.has(p) ? 'deferred' : !failed.has(p) && unstored.has(p) ? 'unstored' : 'failed'
+      const previous = this.#held.get(p)
+      const attempt = kind === 'deferred' ? 0 : (previous?.attempt ?? -1) + 1
+      // A deferred product waits for its bulk block (afterBulk), at most one lease.
+      const delay = kind === 'deferred' ? this.#o.leaseMs : backoffDelay(attempt, this.#o.retryMs, this.#o.maxRetryMs)
+      this.#held.set(p, {
+        owner,
+        ids: g.ids,
+        maxId: Math.max(previous?.maxId ?? 0, g.max),
+        kind,
+        attempt,
+        until: now + delay,
+      })
+      let list = holds.get(delay)
+      if (list === undefined) {
+        list = []
+        holds.set(delay, list)
+      }
+      list.push(...g.ids)
+    }
+    // Only rows still leased to this claim go: if the lease ran out and another consumer took them, they are its.
+    this.#status.processed += await this.#dialect.delete(this.#db, owner, done)
+    for (const [delay, ids] of holds) await this.#dialect.hold(this.#db, owner, ids, delay)
+  }
+
+  /**
+   * A bulk block settled: the products it deferred were recomputed by its settling pass. Their rows go without
+   * another recompute (`flush({ units })` reports them settled); a product whose settling recompute failed is
+   * retried like any failed product.
+   */
+  async #releaseDeferred(): Promise<void> {
+    const products = [...this.#held].filter(([, h]) => h.kind === 'deferred').map(([p]) => p)
+    if (products.length === 0) return
+    const report = await this.#cache.flush({ units: products })
+    const settled = new Set(report.settled ?? [])
+    const stillDeferred = new Set(report.deferred)
+    const unstored = new Set(report.unstored)
+    const byOwner = new Map<string, { done: number[]; retry: number[] }>()
+    const now = this.#clock.now()
+    for (const p of products) {
+      const h = this.#held.get(p)!
+      let o = byOwner.get(h.owner)
+      if (o === undefined) {
+        o = { done: [], retry: [] }
+        byOwner.set(h.owner, o)
+      }
+      if (settled.has(p)) {
+        o.done.push(...h.ids)
+        this.#held.delete(p)
+      } else if (!stillDeferred.has(p)) {
+        h.kind = unstored.has(p) ? 'unstored' : 'failed'
+        h.until = now + backoffDelay(h.attempt, this.#o.retryMs, this.#o.maxRetryMs)
+        o.retry.push(...h.ids)
       }
     }
-    const drop = held.flatMap((h) => h.drop)
-    if (done.length + drop.length > 0) await this.#dialect.delete(tx, [...done, ...drop])
-    const widened = held.filter((h) => h.drop.length > 0).map((h) => h.keep)
-    if (widened.length > 0) await this.#dialect.widen(tx, widened)
-    const now = Date.now()
-    let newlyHeld = 0
-    for (const h of held) {
-      const previous = this.#cooling.get(h.product)
-      if (previous === undefined) newlyHeld++
-      const attempt = (previous?.attempt ?? 0) + 1
-      // A deferred product waits for the bulk block to settle (a short delay; bulkImport wakes us anyway).
-      const cap = h.deferred ? 1000 : this.#o.maxRetryMs
-      this.#cooling.set(h.product, {
-        until: now + Math.min(this.#o.retryMs * 2 ** (attempt - 1), cap),
-        attempt,
-        heldId: h.keep,
-        unstored: h.unstored,
-      })
+    for (const [owner, o] of byOwner) {
+      this.#status.processed += await this.#dialect.delete(this.#db, owner, o.done)
+      await this.#dialect.hold(this.#db, owner, o.retry, backoffDelay(0, this.#o.retryMs, this.#o.maxRetryMs))
     }
-    return { claimed: rows.length, deleted: done.length, progressed: done.length > 0 || newlyHeld > 0 }
+  }
+
+  /**
+   * Nothing was claimable: a held product whose lease ended a while ago was not claimed by us, so another consumer
+   * processed it. Forget it (it only spares a recompute and counts attempts).
+   */
+  #forgetStale(): void {
+    const now = this.#clock.now()
+    for (const [p, h] of this.#held) if (h.until + 1000 < now) this.#held.delete(p)
+  }
+}
+
+/** The `OutboxListener` a capture's `listen()` hands out for a consumer. */
+export function asListener(consumer: OutboxConsumer): OutboxListener {
+  return {
+    status: () => consumer.status(),
+    drain: (timeoutMs) => consumer.drain(timeoutMs),
+    stop: () => consumer.stop(),
   }
 }

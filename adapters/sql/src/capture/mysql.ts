@@ -1,22 +1,65 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { ConfigError, InvalidInputError, type StockCache, StockcastError, type StockSchema } from 'stockcast'
+import {
+  backoffDelay,
+  ConfigError,
+  every,
+  InvalidInputError,
+  type StockCache,
+  StockcastError,
+  type StockSchema,
+} from 'stockcast'
 import { quoteIdent, splitQualified } from '../quote.js'
 import type { SqlDb } from '../types.js'
 import {
+  asListener,
   assertCaptureSchema,
-  type OutboxConsumer,
   type OutboxDialect,
   type ResolvedCaptureOptions,
   resolveCaptureOptions,
   sqlOutboxQueries,
   startListener,
-  trackedListener,
 } from './consumer.js'
 import { rewriteNamedParams, tablesNamed } from './related.js'
 import type { OutboxListener, SqlChangeCapture, SqlChangeCaptureOptions, VerifyReport } from './types.js'
 
-/** The version of the objects `install()` creates; bump it whenever the generated SQL changes. */
-export const MYSQL_CAPTURE_VERSION = 1
+/**
+ * The version of the objects `install()` creates; bump it whenever the generated SQL changes.
+ * 2: leased outbox rows (`lease_owner`, `lease_until`); products of any length (LONGTEXT, found through a SHA-256
+ * `product_hash` column: version 1's VARCHAR(255) refused longer ones, and the writer's statement with it); `related`
+ * products written row by row from a cursor (an INSERT .. SELECT held the outbox's AUTO-INC lock while it waited).
+ */
+export const MYSQL_CAPTURE_VERSION = 2
+
+/** The outbox's hash of its product (stored: indexed and computed for any writer of the table). */
+const OUTBOX_HASH = 'product_hash BINARY(32) AS (UNHEX(SHA2(product, 256))) STORED'
+/** The same over the bulk table's product bytes (the UTF-8 bytes of the same text: the same hash). */
+const BULK_HASH = 'product_hash BINARY(32) AS (UNHEX(SHA2(product, 256))) STORED'
+/** TIMESTAMP (not DATETIME): compared with NOW(3) by consumers whose sessions may use different time zones. */
+const OUTBOX_LEASE = 'lease_owner VARCHAR(64) NULL, lease_until TIMESTAMP(3) NULL DEFAULT NULL'
+
+/** How long one DDL statement of `install()`/`uninstall()` waits for a metadata lock before it is retried, s. */
+const DDL_LOCK_WAIT_S = 5
+/** How long `install()`/`uninstall()` keep retrying before they give up, ms. */
+const DDL_DEADLINE_MS = 120_000
+/** ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK. */
+const LOCK_GAVE_UP = new Set([1205, 1213])
+
+/** The outbox's product hash as the database computes it (`UNHEX(SHA2(product, 256))`): SHA-256 of the UTF-8 bytes. */
+const productHash = (product: string): Buffer => createHash('sha256').update(product, 'utf8').digest()
+
+/**
+ * Run `fn` in a READ COMMITTED transaction of its own: the consumer's outbox statements then take no gap or
+ * next-key lock, which is what a writer's trigger insert into the outbox would wait for (under REPEATABLE READ a
+ * locking read of the outbox's last rows locks the gap where every new row goes).
+ */
+function readCommitted<T>(db: SqlDb, fn: (tx: SqlDb) => Promise<T>): Promise<T> {
+  return db.session(async (s) => {
+    // Without SESSION: the next transaction only (the pooled connection keeps its own level afterwards).
+    // (Refused inside a transaction a caller left open: that one then goes on at its own level.)
+    await s.execute('SET TRANSACTION ISOLATION LEVEL READ COMMITTED').catch(() => {})
+    return s.transaction(fn)
+  })
+}
 
 /** MySQL/MariaDB identifiers (tables, triggers, user variables, lock names) are at most 64 characters. */
 const MAX_NAME = 64
@@ -46,6 +89,8 @@ interface RelatedPlan {
   probeSql: string
   /** Quoted parameter columns. */
   params: string[]
+  /** Its index in the schema's `related` list (names its cursor loop in the trigger). */
+  index: number
 }
 
 interface TriggerPlan {
@@ -154,7 +199,6 @@ class MysqlCapture implements SqlChangeCapture {
   readonly db: SqlDb
   readonly #schema: StockSchema
   readonly #o: ResolvedCaptureOptions
-  readonly #listeners = new Set<OutboxConsumer>()
   /** The session variable that switches the triggers to bulk mode (it holds the import's id). */
   readonly #bulkVar: string
   #plan: Plan | undefined
@@ -321,6 +365,7 @@ class MysqlCapture implements SqlChangeCapture {
           oldSql: asOld.sql,
           probeSql: probe.sql,
           params: asNew.params.map((p) => q(p)),
+          index: i,
         })
       })
       if (!relatedOk) continue
@@ -364,6 +409,7 @@ class MysqlCapture implements SqlChangeCapture {
       }
       // A table of ours that exists must have the expected columns (it may be a user table with the same name).
       for (const [label, table, columns] of [
+        // The columns of version 1 (install() migrates such a table).
         ['outbox', plan.outbox, ['id', 'product', 'source_table', 'created_at']],
         ['meta table', plan.meta, ['key', 'value']],
         ['bulk table', plan.bulk, ['bulk_id', 'product', 'source_table']],
@@ -405,11 +451,34 @@ class MysqlCapture implements SqlChangeCapture {
     }
     for (const r of t.related) {
       const query = row === 'NEW' ? r.newSql : r.oldSql
-      // A related change may alter what any source's `where` keeps: no source table, so every source is re-read.
+      if (into === 'bulk') {
+        // The bulk table has no AUTO_INCREMENT: one INSERT .. SELECT.
+        out.push(
+          `${indent}INSERT IGNORE INTO ${plan.bulk.sql} (bulk_id, product, source_table) WITH sc_q (p) AS (${query}) SELECT DISTINCT ${this.#bulkVar}, CONVERT(p USING utf8mb4), '' FROM sc_q WHERE p IS NOT NULL;`,
+        )
+        continue
+      }
+      // Into the outbox, row by row from a cursor: an INSERT .. SELECT into an AUTO_INCREMENT table is a "bulk insert"
+      // that holds the table's AUTO-INC lock until it ends, also while its SELECT waits for a row lock of another
+      // writer, whose own outbox insert then waits for the AUTO-INC lock: a deadlock (ER_LOCK_DEADLOCK or
+      // ER_AUTOINC_READ_FAILED). Single-row inserts take the AUTO-INC mutex only for a moment.
+      // No source table: a related change may alter what any source's `where` keeps, so every source is re-read.
+      const label = `sc_${row.toLowerCase()}_${r.index}`
+      const i2 = `${indent}  `
       out.push(
-        into === 'outbox'
-          ? `${indent}INSERT INTO ${plan.outbox.sql} (product, source_table) WITH sc_q (p) AS (${query}) SELECT DISTINCT p, NULL FROM sc_q WHERE p IS NOT NULL;`
-          : `${indent}INSERT IGNORE INTO ${plan.bulk.sql} (bulk_id, product, source_table) WITH sc_q (p) AS (${query}) SELECT DISTINCT ${this.#bulkVar}, CONVERT(p USING utf8mb4), '' FROM sc_q WHERE p IS NOT NULL;`,
+        `${indent}BEGIN`,
+        `${i2}DECLARE sc_done INT DEFAULT 0;`,
+        `${i2}DECLARE sc_p LONGTEXT CHARACTER SET utf8mb4;`,
+        `${i2}DECLARE sc_c CURSOR FOR WITH sc_q (p) AS (${query}) SELECT DISTINCT p FROM sc_q WHERE p IS NOT NULL;`,
+        `${i2}DECLARE CONTINUE HANDLER FOR NOT FOUND SET sc_done = 1;`,
+        `${i2}OPEN sc_c;`,
+        `${i2}${label}: LOOP`,
+        `${i2}  FETCH sc_c INTO sc_p;`,
+        `${i2}  IF sc_done THEN LEAVE ${label}; END IF;`,
+        `${i2}  IF sc_p <> '' THEN INSERT INTO ${plan.outbox.sql} (product, source_table) VALUES (sc_p, NULL); END IF;`,
+        `${i2}END LOOP;`,
+        `${i2}CLOSE sc_c;`,
+        `${indent}END;`,
       )
     }
     return out
@@ -502,6 +571,8 @@ class MysqlCapture implements SqlChangeCapture {
   ): Promise<{
     report: VerifyReport
     missingTables: ObjectTable[]
+    /** Tables of ours with the layout of version 1 (install() migrates them). */
+    oldLayout: ObjectTable[]
     /** Expected triggers to create (missing) or replace (outdated, with the definition they replace). */
     toCreate: Array<{ t: TablePlan; tr: TriggerPlan; old: ExistingTrigger | undefined }>
     extraTriggers: ExistingTrigger[]
@@ -511,10 +582,20 @@ class MysqlCapture implements SqlChangeCapture {
     const outdated: string[] = []
     const extra: string[] = []
     const missingTables: ObjectTable[] = []
+    const oldLayout: ObjectTable[] = []
     for (const table of [plan.outbox, plan.bulk, plan.runs, plan.meta]) {
-      if ((await this.#columnsOf(plan.objectSchema, table)) === null) {
+      const columns = await this.#columnsOf(plan.objectSchema, table)
+      if (columns === null) {
         missingTables.push(table)
         missing.push(`table ${table.sql}`)
+      } else if (
+        (table === plan.outbox && !['product_hash', 'lease_owner', 'lease_until'].every((c) => columns.has(c))) ||
+        (table === plan.bulk && !columns.has('product_hash'))
+      ) {
+        oldLayout.push(table)
+        outdated.push(
+          `table ${table.sql}: the layout of version 1 (products of at most ${table === plan.bulk ? '1020 bytes' : '255 characters'}${table === plan.outbox ? ', no lease columns' : ''}); install() migrates it, keeping its rows`,
+        )
       }
     }
     let installedVersion: number | null = null
@@ -573,6 +654,7 @@ class MysqlCapture implements SqlChangeCapture {
     return {
       report: { ok, installedVersion, expectedVersion: MYSQL_CAPTURE_VERSION, missing, extra, outdated },
       missingTables,
+      oldLayout,
       toCreate,
       extraTriggers,
       metaVersion,
@@ -593,6 +675,43 @@ class MysqlCapture implements SqlChangeCapture {
     })
   }
 
+  /**
+   * `install()`/`uninstall()`: their DDL waits at most DDL_LOCK_WAIT_S for a metadata lock (a writer's or a listener's
+   * open transaction on the table; the server default is a year, and every later statement on the table queues
+   * behind the waiting DDL), and the whole call is retried with backoff until DDL_DEADLINE_MS.
+   */
+  async #ddl(what: string, fn: (s: SqlDb) => Promise<void>): Promise<void> {
+    const started = this.#o.clock.now()
+    for (let attempt = 0; ; attempt++) {
+      try {
+        // One lock for both: an install and an uninstall take turns.
+        await this.#locked('install', async (s) => {
+          const [row] = await s.query<{ v: unknown }>('SELECT @@SESSION.lock_wait_timeout AS v')
+          await s.execute(`SET SESSION lock_wait_timeout = ${DDL_LOCK_WAIT_S}`)
+          try {
+            await fn(s)
+          } finally {
+            // The session goes back to the pool: its own setting again.
+            await s.execute('SET SESSION lock_wait_timeout = ?', [Number(row?.v ?? 31_536_000)]).catch(() => {})
+          }
+        })
+        return
+      } catch (cause) {
+        const errno = (e: unknown) => (e as { errno?: unknown })?.errno
+        const gaveUp = (e: unknown) =>
+          LOCK_GAVE_UP.has(errno(e) as number) || LOCK_GAVE_UP.has(errno((e as Error)?.cause) as number)
+        if (!gaveUp(cause)) throw cause
+        if (this.#o.clock.now() - started >= DDL_DEADLINE_MS) {
+          throw new StockcastError(
+            `${what}: tables stayed locked by other sessions for ${DDL_DEADLINE_MS} ms (last: ${errorText(cause)})`,
+            { cause },
+          )
+        }
+        await new Promise<void>((r) => this.#o.timers.setTimeout(r, backoffDelay(attempt, 50, 2000)))
+      }
+    }
+  }
+
   // ------------------------------------------------------------------ public
 
   async install(): Promise<void> {
@@ -601,8 +720,8 @@ class MysqlCapture implements SqlChangeCapture {
     const { plan } = await this.#makePlan(true)
     this.#plan = plan
     const mariadb = await this.#isMariaDb()
-    await this.#locked('install', async (s) => {
-      const { report, missingTables, toCreate, extraTriggers, metaVersion } = await this.#inspect(plan, [])
+    await this.#ddl('install', async (s) => {
+      const { report, missingTables, oldLayout, toCreate, extraTriggers, metaVersion } = await this.#inspect(plan, [])
       if (report.ok) return // installed as this version would: no DDL
       const undo: Array<() => Promise<unknown>> = []
       let step = ''
@@ -613,28 +732,57 @@ class MysqlCapture implements SqlChangeCapture {
           await s.execute(ddl)
           undo.push(() => s.execute(`DROP TABLE IF EXISTS ${table.sql}`))
         }
-        // Product ids are compared byte for byte (the cache's keys): a binary collation, and VARBINARY where rows
-        // are de-duplicated (a PAD SPACE collation would merge 'a' and 'a ').
+        // Products of any length (what the source column accepts) are looked up by the SHA-256 of their UTF-8 bytes
+        // (an index on the text itself is limited to 3072 bytes) and compared byte for byte (the cache's keys): a
+        // binary collation, and bytes where rows are de-duplicated (a PAD SPACE collation would merge 'a' and 'a ').
         await createTable(
           plan.outbox,
           `CREATE TABLE IF NOT EXISTS ${plan.outbox.sql} (
              id BIGINT AUTO_INCREMENT PRIMARY KEY,
-             product VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+             product LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+             ${OUTBOX_HASH},
              source_table VARCHAR(128),
              created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
-             INDEX ${q(`${this.#o.prefix}_product_idx`)} (product, id)
+             ${OUTBOX_LEASE},
+             INDEX ${q(`${this.#o.prefix}_product_hash_idx`)} (product_hash)
            ) ENGINE=InnoDB`,
         )
         await createTable(
           plan.bulk,
           `CREATE TABLE IF NOT EXISTS ${plan.bulk.sql} (
              bulk_id VARCHAR(32) CHARACTER SET ascii NOT NULL,
-             product VARBINARY(1020) NOT NULL,
+             product LONGBLOB NOT NULL,
+             ${BULK_HASH},
              source_table VARCHAR(128) NOT NULL DEFAULT '',
-             PRIMARY KEY (bulk_id, product, source_table),
-             INDEX ${q(`${this.#o.prefix}_bulk_product_idx`)} (product)
+             UNIQUE KEY ${q(`${this.#o.prefix}_bulk_key`)} (bulk_id, product_hash, source_table),
+             INDEX ${q(`${this.#o.prefix}_bulk_hash_idx`)} (product_hash)
            ) ENGINE=InnoDB`,
         )
+        // Tables of version 1 keep their rows (not undone on a later failure: version 1 triggers write them as well).
+        if (oldLayout.includes(plan.outbox)) {
+          step = `migrating ${plan.outbox.sql} to the layout of version ${MYSQL_CAPTURE_VERSION}`
+          await s.execute(
+            `ALTER TABLE ${plan.outbox.sql}
+               DROP INDEX ${q(`${this.#o.prefix}_product_idx`)},
+               MODIFY product LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+               ADD COLUMN ${OUTBOX_HASH} AFTER product,
+               ADD COLUMN lease_owner VARCHAR(64) NULL,
+               ADD COLUMN lease_until TIMESTAMP(3) NULL DEFAULT NULL,
+               ADD INDEX ${q(`${this.#o.prefix}_product_hash_idx`)} (product_hash)`,
+          )
+        }
+        if (oldLayout.includes(plan.bulk)) {
+          step = `migrating ${plan.bulk.sql} to the layout of version ${MYSQL_CAPTURE_VERSION}`
+          await s.execute(
+            `ALTER TABLE ${plan.bulk.sql}
+               DROP PRIMARY KEY,
+               DROP INDEX ${q(`${this.#o.prefix}_bulk_product_idx`)},
+               MODIFY product LONGBLOB NOT NULL,
+               ADD COLUMN ${BULK_HASH} AFTER product,
+               ADD UNIQUE KEY ${q(`${this.#o.prefix}_bulk_key`)} (bulk_id, product_hash, source_table),
+               ADD INDEX ${q(`${this.#o.prefix}_bulk_hash_idx`)} (product_hash)`,
+          )
+        }
         await createTable(
           plan.runs,
           `CREATE TABLE IF NOT EXISTS ${plan.runs.sql} (
@@ -712,7 +860,7 @@ class MysqlCapture implements SqlChangeCapture {
   async uninstall(): Promise<void> {
     const { plan } = await this.#makePlan(false)
     this.#plan = undefined
-    await this.#locked('install', async (s) => {
+    await this.#ddl('uninstall', async (s) => {
       // Every trigger of ours, wherever it is (tables since removed from the schema too).
       for (const x of await this.#prefixedTriggers()) {
         if (x.ours) await s.execute(`DROP TRIGGER IF EXISTS ${q(x.schema)}.${q(x.name)}`)
@@ -737,15 +885,17 @@ class MysqlCapture implements SqlChangeCapture {
     if (products.length === 0) return out
     const plan = await this.#getPlan()
     const list = products.map(() => '?').join(', ')
+    // By the hash of each product (the index); a hash another product shares is told apart below (`add`).
+    const hashes = products.map(productHash)
     const rows = await this.db.query<{ k: string; p: unknown; v: unknown; f: unknown }>(
       `SELECT 'o' AS k, MIN(product) AS p, MAX(id) AS v, NULL AS f FROM ${plan.outbox.sql}
-        WHERE product IN (${list}) GROUP BY CAST(product AS BINARY)
+        WHERE product_hash IN (${list}) GROUP BY product_hash
        UNION ALL
-       SELECT DISTINCT 'b', CONVERT(product USING utf8mb4), NULL, NULL FROM ${plan.bulk.sql} WHERE product IN (${list})
+       SELECT DISTINCT 'b', CONVERT(product USING utf8mb4), NULL, NULL FROM ${plan.bulk.sql} WHERE product_hash IN (${list})
        UNION ALL
        SELECT 'r', source_table, key_column, CAST(MIN(floor_id) AS CHAR) FROM ${plan.runs.sql}
         WHERE floor_id IS NOT NULL GROUP BY source_table, key_column`,
-      [...products, ...products],
+      [...hashes, ...hashes],
     )
     let newest = 1
     for (const r of rows) if (r.k === 'o' && Number(r.v) > newest) newest = Number(r.v)
@@ -780,19 +930,48 @@ class MysqlCapture implements SqlChangeCapture {
   async #outboxDialect(plan: Plan): Promise<OutboxDialect> {
     const pollMs = this.#o.pollMs
     const scanMs = this.#o.scanMs
+    const timers = this.#o.timers
     const sweep = () => this.#sweep(plan)
+    const outbox = plan.outbox.sql
     return {
-      ...sqlOutboxQueries('mysql', plan.outbox.sql),
+      ...sqlOutboxQueries('mysql', outbox, readCommitted),
+      async claim(conn, owner, limit, leaseMs) {
+        // The products of the oldest claimable rows: a consistent (non-locking) read.
+        const heads = await conn.query<{ h: Buffer }>(
+          `SELECT product_hash AS h FROM ${outbox} WHERE lease_until IS NULL OR lease_until < NOW(3) ORDER BY id LIMIT ?`,
+          [limit],
+        )
+        if (heads.length === 0) return []
+        const hashes = [...new Map(heads.map((r) => [Buffer.from(r.h).toString('hex'), Buffer.from(r.h)])).values()]
+        // Every claimable row of them, leased in READ COMMITTED: record locks on these rows only, no gap lock.
+        return readCommitted(conn, async (tx) => {
+          const out: Array<{ id: number; product: string }> = []
+          for (let i = 0; i < hashes.length; i += 1000) {
+            const chunk = hashes.slice(i, i + 1000)
+            const list = chunk.map(() => '?').join(', ')
+            await tx.execute(
+              `UPDATE ${outbox} SET lease_owner = ?, lease_until = TIMESTAMPADD(MICROSECOND, ?, NOW(3))
+                WHERE product_hash IN (${list}) AND (lease_until IS NULL OR lease_until < NOW(3))`,
+              [owner, leaseMs * 1000, ...chunk],
+            )
+            const rows = await tx.query<{ id: unknown; product: string }>(
+              `SELECT id, product FROM ${outbox} WHERE product_hash IN (${list}) AND lease_owner = ?`,
+              [...chunk, owner],
+            )
+            for (const r of rows) out.push({ id: Number(r.id), product: String(r.product) })
+          }
+          return out
+        })
+      },
       async oldestAgeMs(conn) {
         const rows = await conn.query<{ ms: unknown }>(
-          `SELECT GREATEST(0, TIMESTAMPDIFF(MICROSECOND, created_at, NOW(3))) / 1000 AS ms FROM ${plan.outbox.sql} ORDER BY id LIMIT 1`,
+          `SELECT GREATEST(0, TIMESTAMPDIFF(MICROSECOND, created_at, NOW(3))) / 1000 AS ms FROM ${outbox} ORDER BY id LIMIT 1`,
         )
         return rows.length === 0 ? 0 : Math.round(Number(rows[0]!.ms))
       },
       async subscribe(_conn, wake) {
         // MySQL has no LISTEN: poll. Every scanMs (and now) also finish the bulk imports whose session died.
-        const poll = setInterval(wake, pollMs)
-        poll.unref?.()
+        const stopPoll = every(timers, pollMs, wake)
         let sweeping = false
         const runSweep = () => {
           if (sweeping) return
@@ -806,12 +985,11 @@ class MysqlCapture implements SqlChangeCapture {
               sweeping = false
             })
         }
-        const sweeper = setInterval(runSweep, scanMs)
-        sweeper.unref?.()
+        const stopSweep = every(timers, scanMs, runSweep)
         runSweep()
         return async () => {
-          clearInterval(poll)
-          clearInterval(sweeper)
+          stopPoll()
+          stopSweep()
         }
       },
     }
@@ -822,16 +1000,27 @@ class MysqlCapture implements SqlChangeCapture {
       throw new ConfigError('listen: expects a stock cache from createStockCache(...)', { option: 'cache' })
     }
     const plan = await this.#getPlan()
-    if ((await this.#columnsOf(plan.objectSchema, plan.outbox)) === null) {
+    const columns = await this.#columnsOf(plan.objectSchema, plan.outbox)
+    if (columns === null) {
       throw new ConfigError(`listen: the outbox ${plan.outbox.sql} does not exist: call install() first`, {
         option: 'outbox',
       })
     }
+    if (!columns.has('lease_owner') || !columns.has('product_hash')) {
+      throw new ConfigError(
+        `listen: the outbox ${plan.outbox.sql} has the layout of an older version: call install() to migrate it`,
+        { option: 'outbox' },
+      )
+    }
     const consumer = await startListener(this.db, await this.#outboxDialect(plan), cache, {
+      name: `sql outbox ${plan.outbox.sql}`,
       batchSize: this.#o.batchSize,
       scanMs: this.#o.scanMs,
+      leaseMs: this.#o.leaseMs,
+      clock: this.#o.clock,
+      timers: this.#o.timers,
     })
-    return trackedListener(consumer, this.#listeners)
+    return asListener(consumer)
   }
 
   // ------------------------------------------------------------------ bulk
@@ -845,11 +1034,20 @@ class MysqlCapture implements SqlChangeCapture {
       `SELECT source_table, key_column, CAST(floor_id AS CHAR) AS floor FROM ${plan.runs.sql} WHERE bulk_id = ? FOR UPDATE`,
       [bulkId],
     )
-    let moved = await tx.execute(
-      `INSERT INTO ${plan.outbox.sql} (product, source_table)
-       SELECT CONVERT(product USING utf8mb4), NULLIF(source_table, '') FROM ${plan.bulk.sql} WHERE bulk_id = ?`,
+    // A plain read, then multi-row inserts: an INSERT .. SELECT into the outbox would hold its AUTO-INC lock (every
+    // writer's trigger insert waits for it) for as long as the statement runs, and lock the rows it reads.
+    const recorded = await tx.query<{ p: unknown; t: string | null }>(
+      `SELECT CONVERT(product USING utf8mb4) AS p, NULLIF(source_table, '') AS t FROM ${plan.bulk.sql} WHERE bulk_id = ?`,
       [bulkId],
     )
+    let moved = 0
+    for (let i = 0; i < recorded.length; i += 1000) {
+      const chunk = recorded.slice(i, i + 1000)
+      moved += await tx.execute(
+        `INSERT INTO ${plan.outbox.sql} (product, source_table) VALUES ${chunk.map(() => '(?, ?)').join(', ')}`,
+        chunk.flatMap((r) => [String(r.p), r.t]),
+      )
+    }
     for (const r of runs) {
       if (r.key_column === null || r.floor === null) continue
       const t = plan.tables.find((x) => x.table === r.source_table)
@@ -889,7 +1087,7 @@ class MysqlCapture implements SqlChangeCapture {
         this.#lockName(`bulk_${id}`),
       ])
       if (Number(row?.free) !== 1) continue
-      moved += await this.db.transaction((tx) => this.#moveRun(tx, plan, String(id)))
+      moved += await readCommitted(this.db, (tx) => this.#moveRun(tx, plan, String(id)))
     }
     return moved
   }
@@ -900,12 +1098,9 @@ class MysqlCapture implements SqlChangeCapture {
       throw new ConfigError('bulkImport: expects a stock cache from createStockCache(...)', { option: 'cache' })
     }
     const plan = await this.#getPlan()
-    try {
-      return await cache.disableCacheTemporarily(() => this.db.session((s) => this.#bulkSession(s, plan, fn)))
-    } finally {
-      // Rows held back while the block ran (deferred products) can go now.
-      for (const l of this.#listeners) l.wake(true)
-    }
+    // The import's marks reach the outbox when fn is done (#moveRun); the cache then asks its listeners to catch up,
+    // recomputes every touched product once, and the listeners delete the held rows (MarkSource.catchUp / afterBulk).
+    return cache.disableCacheTemporarily(() => this.db.session((s) => this.#bulkSession(s, plan, fn)))
   }
 
   async #bulkSession<T>(s: SqlDb, plan: Plan, fn: (session: SqlDb) => Promise<T>): Promise<T> {
@@ -954,7 +1149,8 @@ class MysqlCapture implements SqlChangeCapture {
       await s.execute(`SET ${vars}`)
       vars = ''
       try {
-        await s.transaction((tx) => this.#moveRun(tx, plan, bulkId))
+        // READ COMMITTED: its deletes take no gap lock another import's inserts would wait for.
+        await readCommitted(s, (tx) => this.#moveRun(tx, plan, bulkId))
       } catch (cause) {
         throw new StockcastError(
           `bulkImport: the import ${result.ok ? 'ran' : 'failed'}, and moving its marks to the outbox failed: ${errorText(cause)}; a running listener finishes it once this session has ended`,
@@ -966,7 +1162,6 @@ class MysqlCapture implements SqlChangeCapture {
     } finally {
       if (vars !== '') await s.execute(`SET ${vars}`).catch(() => {})
       await s.query('SELECT RELEASE_LOCK(?) AS released', [lock]).catch(() => {})
-      for (const l of this.#listeners) l.wake()
     }
   }
 }

@@ -1,22 +1,40 @@
 import { createHash } from 'node:crypto'
-import { ConfigError, InvalidInputError, type StockCache, type StockSchema } from 'stockcast'
+import {
+  backoffDelay,
+  ConfigError,
+  every,
+  InvalidInputError,
+  type StockCache,
+  StockcastError,
+  type StockSchema,
+} from 'stockcast'
 import { quoteIdent, splitQualified } from '../quote.js'
 import type { SqlDb } from '../types.js'
 import {
+  asListener,
   assertCaptureSchema,
-  type OutboxConsumer,
   type OutboxDialect,
   type ResolvedCaptureOptions,
   resolveCaptureOptions,
   sqlOutboxQueries,
   startListener,
-  trackedListener,
 } from './consumer.js'
 import { rewriteNamedParams, tablesNamed } from './related.js'
 import type { OutboxListener, SqlChangeCapture, SqlChangeCaptureOptions, VerifyReport } from './types.js'
 
-/** The version of the objects `install()` creates; bump it whenever the generated SQL changes. */
-export const POSTGRES_CAPTURE_VERSION = 1
+/**
+ * The version of the objects `install()` creates; bump it whenever the generated SQL changes.
+ * 2: leased outbox rows (`lease_owner`, `lease_until`), a hash index on `product` (any length; the btree index of
+ * version 1 refused values over about 2.7 kB).
+ */
+export const POSTGRES_CAPTURE_VERSION = 2
+
+/** How long one attempt of `install()`/`uninstall()` waits for its table locks before it lets go and retries. */
+const DDL_LOCK_WAIT_MS = 500
+/** How long `install()`/`uninstall()` keep retrying before they give up. */
+const DDL_DEADLINE_MS = 120_000
+/** SQLSTATEs of a lock wait that gave up: lock_not_available, query_canceled (statement_timeout), deadlock_detected. */
+const LOCK_GAVE_UP = new Set(['55P03', '57014', '40P01'])
 
 /** Transition table names: unlikely to shadow a user table a related query reads. */
 const NEW_ROWS = '__sc_new'
@@ -107,7 +125,6 @@ class PostgresCapture implements SqlChangeCapture {
   readonly #o: ResolvedCaptureOptions
   /** Lower case: `LISTEN name` folds unquoted names, `pg_notify` does not. */
   readonly #channel: string
-  readonly #listeners = new Set<OutboxConsumer>()
   #objectSchema: string | undefined
   #dialect: OutboxDialect | undefined
 
@@ -148,6 +165,16 @@ class PostgresCapture implements SqlChangeCapture {
     return `${q(schemaName)}.${q(this.#outboxBase())}`
   }
 
+  /** The hash index on `product` (version 2). */
+  #productIndex(): string {
+    return `${this.#outboxBase()}_product_hidx`
+  }
+
+  /** The btree `(product, id)` index of version 1 (dropped by `install()`). */
+  #oldProductIndex(schemaName: string): string {
+    return `${q(schemaName)}.${q(`${this.#outboxBase()}_product_idx`)}`
+  }
+
   #meta(schemaName: string): string {
     return `${q(schemaName)}.${q(`${this.#o.prefix}_meta`)}`
   }
@@ -170,11 +197,30 @@ class PostgresCapture implements SqlChangeCapture {
   async #outboxDialect(): Promise<OutboxDialect> {
     if (this.#dialect !== undefined) return this.#dialect
     const outbox = this.#outbox(await this.#schemaName())
-    const db = this.db
     const channel = this.#channel
     const pollMs = this.#o.pollMs
+    const timers = this.#o.timers
     this.#dialect = {
       ...sqlOutboxQueries('postgres', outbox),
+      async claim(conn, owner, limit, leaseMs) {
+        // One statement, committed at once: the products of the oldest claimable rows, then every claimable row of
+        // them. Rows another consumer is leasing right now are skipped; uncommitted rows are invisible.
+        const rows = await conn.query<{ id: unknown; product: string }>(
+          `WITH heads AS (
+             SELECT product FROM ${outbox}
+              WHERE lease_until IS NULL OR lease_until < clock_timestamp() ORDER BY id LIMIT $2
+           ), picked AS (
+             SELECT id FROM ${outbox}
+              WHERE product IN (SELECT product FROM heads) AND (lease_until IS NULL OR lease_until < clock_timestamp())
+              FOR UPDATE SKIP LOCKED
+           )
+           UPDATE ${outbox} AS o SET lease_owner = $1, lease_until = clock_timestamp() + make_interval(secs => $3::float8 / 1000)
+             FROM picked WHERE o.id = picked.id
+           RETURNING o.id, o.product`,
+          [owner, limit, leaseMs],
+        )
+        return rows.map((r) => ({ id: Number(r.id), product: String(r.product) }))
+      },
       async oldestAgeMs(conn) {
         const rows = await conn.query<{ ms: unknown }>(
           `SELECT GREATEST(0, EXTRACT(EPOCH FROM clock_timestamp() - created_at) * 1000)::float8 AS ms FROM ${outbox} ORDER BY id LIMIT 1`,
@@ -184,12 +230,9 @@ class PostgresCapture implements SqlChangeCapture {
       async subscribe(conn, wake, onReconnect) {
         if (conn.listen !== undefined) return conn.listen(channel, () => wake(), onReconnect)
         // A connection without LISTEN: poll.
-        const timer = setInterval(wake, pollMs)
-        timer.unref?.()
-        return async () => clearInterval(timer)
+        const stop = every(timers, pollMs, wake)
+        return async () => stop()
       },
-      // PGlite is one session: a transaction held open during the recompute would block the reader.
-      lockWhileProcessing: db.driver !== 'pglite',
     }
     return this.#dialect
   }
@@ -326,8 +369,14 @@ class PostgresCapture implements SqlChangeCapture {
   }
 
   #body(t: TablePlan, outbox: string): string {
+    // A product this transaction has already written a row for (at its top level: xmin is the top-level xid) gets no
+    // second one: a bulk import by many statements writes one row per product, not one per product per statement.
+    // Such a row is invisible to every consumer until the commit and cannot be rolled back without this statement
+    // (a row written in a subtransaction has another xmin and never stands in for a later one).
     const insert = (rels: readonly string[]) =>
-      `    INSERT INTO ${outbox} (product, source_table)\n    ${this.#select(t, rels)};`
+      `    INSERT INTO ${outbox} (product, source_table)\n    SELECT p, t FROM (${this.#select(t, rels)}) AS ${q('__sc_marks')}\n` +
+      `     WHERE NOT EXISTS (SELECT 1 FROM ${outbox} AS ${q('__sc_o')} WHERE ${q('__sc_o')}.product = ${q('__sc_marks')}.p\n` +
+      `                         AND ${q('__sc_o')}.xmin = (txid_current() % 4294967296)::text::xid);`
     return [
       `-- stockcast change capture v${POSTGRES_CAPTURE_VERSION} for ${t.table}: generated by install(), compared by verify(); do not edit.`,
       'BEGIN',
@@ -390,6 +439,14 @@ class PostgresCapture implements SqlChangeCapture {
     const outdated: string[] = []
     const extra: string[] = []
     if (!exists?.outbox) missing.push(`table ${outbox}`)
+    else {
+      const layout = await this.#outboxLayout(schemaName)
+      if (!layout.current) {
+        outdated.push(
+          `table ${outbox}: the layout of version 1 (${layout.problems.join(', ')}); install() migrates it, keeping its rows`,
+        )
+      }
+    }
     let installedVersion: number | null = null
     if (exists?.meta) {
       const rows = await this.db.query<{ value: string }>(`SELECT value FROM ${meta} WHERE key = 'version'`)
@@ -486,6 +543,66 @@ class PostgresCapture implements SqlChangeCapture {
     }
   }
 
+  /** Whether the outbox has the layout of this version: lease columns, a hash index on product, no btree one. */
+  async #outboxLayout(schemaName: string): Promise<{ current: boolean; problems: string[] }> {
+    const [r] = await this.db.query<{ owner: boolean; until: boolean; hash: boolean; old: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'lease_owner' AND NOT attisdropped) AS owner,
+              EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'lease_until' AND NOT attisdropped) AS until,
+              EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam
+                       WHERE i.indrelid = to_regclass($1) AND c.relname = $2 AND am.amname = 'hash') AS hash,
+              to_regclass($3) IS NOT NULL AS old`,
+      [this.#outbox(schemaName), this.#productIndex(), this.#oldProductIndex(schemaName)],
+    )
+    const problems: string[] = []
+    if (!r?.owner || !r.until) problems.push('no lease columns')
+    if (!r?.hash) problems.push('no hash index on product')
+    if (r?.old) problems.push('a btree index on product, which refuses values over about 2.7 kB')
+    return { current: problems.length === 0, problems }
+  }
+
+  /**
+   * Run `fn` in a transaction that first locks `tables` (the outbox first, then the source tables, each at most
+   * DDL_LOCK_WAIT_MS): when a lock is not granted in time the transaction lets go of everything and is retried with
+   * backoff until DDL_DEADLINE_MS. DDL never waits for long while holding locks: a listener of an older version, whose
+   * claim keeps a transaction on the outbox open while its reader reads the source tables, finishes its batch instead
+   * of queueing behind this DDL (a deadlock across connections that PostgreSQL cannot see), and writers never queue
+   * behind it for long.
+   */
+  async #ddl(what: string, tables: (tx: SqlDb) => Promise<string[]>, fn: (tx: SqlDb) => Promise<void>): Promise<void> {
+    const schemaName = await this.#schemaName()
+    const started = this.#o.clock.now()
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.db.transaction(async (tx) => {
+          await tx.execute(`SET LOCAL lock_timeout = '${DDL_LOCK_WAIT_MS}ms'`)
+          // Two processes installing at once take turns.
+          await tx.query('SELECT pg_advisory_xact_lock(hashtext($1)) AS locked', [
+            `stockcast install ${schemaName}.${this.#o.prefix}`,
+          ])
+          const list = await tables(tx)
+          if (list.length > 0) {
+            // One statement, bounded as a whole: all or none of the locks.
+            await tx.execute(`SET LOCAL statement_timeout = '${DDL_LOCK_WAIT_MS}ms'`)
+            await tx.execute(`LOCK TABLE ${list.join(', ')} IN ACCESS EXCLUSIVE MODE`)
+            await tx.execute('SET LOCAL statement_timeout = 0')
+          }
+          await fn(tx)
+        })
+        return
+      } catch (cause) {
+        const code = (cause as { code?: unknown })?.code
+        if (typeof code !== 'string' || !LOCK_GAVE_UP.has(code)) throw cause
+        if (this.#o.clock.now() - started >= DDL_DEADLINE_MS) {
+          throw new StockcastError(
+            `${what}: the outbox and source tables stayed locked by other sessions for ${DDL_DEADLINE_MS} ms (last: ${(cause as Error).message}); nothing was changed`,
+            { cause },
+          )
+        }
+        await new Promise<void>((r) => this.#o.timers.setTimeout(r, backoffDelay(attempt, 50, 2000)))
+      }
+    }
+  }
+
   // ------------------------------------------------------------------ public
 
   async install(): Promise<void> {
@@ -506,67 +623,92 @@ class PostgresCapture implements SqlChangeCapture {
     const searchPath = [...schemas, 'pg_temp'].join(', ')
     const outbox = this.#outbox(plan.objectSchema)
     const meta = this.#meta(plan.objectSchema)
-    await this.db.transaction(async (tx) => {
-      // Two processes installing at once take turns.
-      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1)) AS locked', [
-        `stockcast install ${plan.objectSchema}.${this.#o.prefix}`,
-      ])
-      await tx.execute(
-        `CREATE TABLE IF NOT EXISTS ${outbox} (
-           id bigserial PRIMARY KEY,
-           product text NOT NULL,
-           source_table text,
-           created_at timestamptz NOT NULL DEFAULT clock_timestamp()
-         )`,
-      )
-      // (product, id): pending() finds the newest mark of each product from the index alone.
-      await tx.execute(
-        `CREATE INDEX IF NOT EXISTS ${q(`${this.#outboxBase()}_product_idx`)} ON ${outbox} (product, id)`,
-      )
-      await tx.execute(`CREATE TABLE IF NOT EXISTS ${meta} (key text PRIMARY KEY, value text NOT NULL)`)
-      for (const x of extraTriggers) await tx.execute(`DROP TRIGGER IF EXISTS ${q(x.name)} ON ${x.qualified}`)
-      for (const f of extraFunctions) await tx.execute(`DROP FUNCTION IF EXISTS ${objectSchema}.${q(f)}()`)
-      for (const t of plan.tables) {
-        await tx.execute(this.#functionDdl(t, searchPath))
-        for (const tr of t.triggers) {
-          await tx.execute(`DROP TRIGGER IF EXISTS ${q(tr.name)} ON ${t.resolved.qualified}`)
-          await tx.execute(this.#triggerDdl(t, tr))
+    // Locks: the outbox first (an older listener holds it while its reader reads the source tables), then every table
+    // whose triggers change.
+    const sourceTables = [
+      ...new Set([...plan.tables.map((t) => t.resolved.qualified), ...extraTriggers.map((x) => x.qualified)]),
+    ]
+    await this.#ddl(
+      'install',
+      async (tx) => [...((await this.#exists(tx, outbox)) ? [outbox] : []), ...sourceTables.sort()],
+      async (tx) => {
+        await tx.execute(
+          `CREATE TABLE IF NOT EXISTS ${outbox} (
+             id bigserial PRIMARY KEY,
+             product text NOT NULL,
+             source_table text,
+             created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+             lease_owner text,
+             lease_until timestamptz
+           )`,
+        )
+        // An outbox of version 1 keeps its rows: lease columns added (its rows are unleased: claimable).
+        await tx.execute(
+          `ALTER TABLE ${outbox} ADD COLUMN IF NOT EXISTS lease_owner text, ADD COLUMN IF NOT EXISTS lease_until timestamptz`,
+        )
+        // A hash index: any product the source column accepts fits (a btree entry refuses values over ~2.7 kB, and
+        // the writer's insert with it). Claims, deletes and pending() look products up by equality only.
+        await tx.execute(`DROP INDEX IF EXISTS ${this.#oldProductIndex(plan.objectSchema)}`)
+        await tx.execute(`CREATE INDEX IF NOT EXISTS ${q(this.#productIndex())} ON ${outbox} USING hash (product)`)
+        await tx.execute(`CREATE TABLE IF NOT EXISTS ${meta} (key text PRIMARY KEY, value text NOT NULL)`)
+        for (const x of extraTriggers) await tx.execute(`DROP TRIGGER IF EXISTS ${q(x.name)} ON ${x.qualified}`)
+        for (const f of extraFunctions) await tx.execute(`DROP FUNCTION IF EXISTS ${objectSchema}.${q(f)}()`)
+        for (const t of plan.tables) {
+          await tx.execute(this.#functionDdl(t, searchPath))
+          for (const tr of t.triggers) {
+            await tx.execute(`DROP TRIGGER IF EXISTS ${q(tr.name)} ON ${t.resolved.qualified}`)
+            await tx.execute(this.#triggerDdl(t, tr))
+          }
         }
-      }
-      await tx.execute(
-        `INSERT INTO ${meta} (key, value) VALUES ('version', $1), ('installed_at', clock_timestamp()::text)
-         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`,
-        [String(POSTGRES_CAPTURE_VERSION)],
-      )
-    })
+        await tx.execute(
+          `INSERT INTO ${meta} (key, value) VALUES ('version', $1), ('installed_at', clock_timestamp()::text)
+           ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`,
+          [String(POSTGRES_CAPTURE_VERSION)],
+        )
+      },
+    )
+  }
+
+  /** Whether `table` exists (through `db`: on PGlite, inside a transaction, the instance itself would wait for it). */
+  async #exists(db: SqlDb, table: string): Promise<boolean> {
+    const [row] = await db.query<{ found: boolean }>('SELECT to_regclass($1) IS NOT NULL AS found', [table])
+    return row?.found === true
   }
 
   async uninstall(): Promise<void> {
     const schemaName = await this.#schemaName()
     const fnPrefix = this.#fnPrefix()
-    await this.db.transaction(async (tx) => {
-      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1)) AS locked', [
-        `stockcast install ${schemaName}.${this.#o.prefix}`,
-      ])
-      // Every trigger that calls one of our functions, wherever it is (tables since removed from the schema too).
-      const triggers = await tx.query<{ tgname: string; rel: string }>(
-        `SELECT t.tgname::text AS tgname, format('%I.%I', rn.nspname, c.relname) AS rel
-           FROM pg_trigger t
-           JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace rn ON rn.oid = c.relnamespace
-           JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_namespace n ON n.oid = p.pronamespace
-          WHERE NOT t.tgisinternal AND n.nspname = $1 AND left(p.proname, $2) = $3`,
-        [schemaName, fnPrefix.length, fnPrefix],
-      )
-      for (const t of triggers) await tx.execute(`DROP TRIGGER IF EXISTS ${q(t.tgname)} ON ${t.rel}`)
-      const functions = await tx.query<{ proname: string }>(
-        `SELECT p.proname::text AS proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-          WHERE n.nspname = $1 AND left(p.proname, $2) = $3`,
-        [schemaName, fnPrefix.length, fnPrefix],
-      )
-      for (const f of functions) await tx.execute(`DROP FUNCTION IF EXISTS ${q(schemaName)}.${q(f.proname)}()`)
-      await tx.execute(`DROP TABLE IF EXISTS ${this.#outbox(schemaName)}`)
-      await tx.execute(`DROP TABLE IF EXISTS ${this.#meta(schemaName)}`)
-    })
+    const outbox = this.#outbox(schemaName)
+    // Every trigger that calls one of our functions, wherever it is (tables since removed from the schema too).
+    let triggers: Array<{ tgname: string; rel: string }> = []
+    await this.#ddl(
+      'uninstall',
+      async (tx) => {
+        triggers = await tx.query<{ tgname: string; rel: string }>(
+          `SELECT t.tgname::text AS tgname, format('%I.%I', rn.nspname, c.relname) AS rel
+             FROM pg_trigger t
+             JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace rn ON rn.oid = c.relnamespace
+             JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_namespace n ON n.oid = p.pronamespace
+            WHERE NOT t.tgisinternal AND n.nspname = $1 AND left(p.proname, $2) = $3`,
+          [schemaName, fnPrefix.length, fnPrefix],
+        )
+        return [
+          ...((await this.#exists(tx, outbox)) ? [outbox] : []),
+          ...[...new Set(triggers.map((t) => t.rel))].sort(),
+        ]
+      },
+      async (tx) => {
+        for (const t of triggers) await tx.execute(`DROP TRIGGER IF EXISTS ${q(t.tgname)} ON ${t.rel}`)
+        const functions = await tx.query<{ proname: string }>(
+          `SELECT p.proname::text AS proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+            WHERE n.nspname = $1 AND left(p.proname, $2) = $3`,
+          [schemaName, fnPrefix.length, fnPrefix],
+        )
+        for (const f of functions) await tx.execute(`DROP FUNCTION IF EXISTS ${q(schemaName)}.${q(f.proname)}()`)
+        await tx.execute(`DROP TABLE IF EXISTS ${outbox}`)
+        await tx.execute(`DROP TABLE IF EXISTS ${this.#meta(schemaName)}`)
+      },
+    )
   }
 
   async verify(): Promise<VerifyReport> {
@@ -575,40 +717,53 @@ class PostgresCapture implements SqlChangeCapture {
   }
 
   async pending(products: readonly string[]): Promise<Map<string, number>> {
-    return (await this.#outboxDialect()).pending(this.db, products)
+    const out = new Map<string, number>()
+    if (products.length === 0) return out
+    // By the hash index on product (leased rows too: they are not processed yet).
+    const rows = await this.db.query<{ product: string; v: unknown }>(
+      `SELECT product, max(id) AS v FROM ${this.#outbox(await this.#schemaName())} WHERE product = ANY($1::text[]) GROUP BY product`,
+      [products],
+    )
+    for (const r of rows) out.set(String(r.product), Number(r.v))
+    return out
   }
 
   async listen(cache: StockCache): Promise<OutboxListener> {
     if (cache === null || typeof cache !== 'object' || typeof cache.markDirty !== 'function') {
       throw new ConfigError('listen: expects a stock cache from createStockCache(...)', { option: 'cache' })
     }
-    const outbox = this.#outbox(await this.#schemaName())
-    const [row] = await this.db.query<{ found: boolean }>('SELECT to_regclass($1) IS NOT NULL AS found', [outbox])
-    if (!row?.found) {
+    const schemaName = await this.#schemaName()
+    const outbox = this.#outbox(schemaName)
+    if (!(await this.#exists(this.db, outbox))) {
       throw new ConfigError(`listen: the outbox ${outbox} does not exist: call install() first`, { option: 'outbox' })
     }
+    const layout = await this.#outboxLayout(schemaName)
+    if (!layout.current) {
+      throw new ConfigError(
+        `listen: the outbox ${outbox} has the layout of an older version (${layout.problems.join(', ')}): call install() to migrate it`,
+        { option: 'outbox' },
+      )
+    }
     const consumer = await startListener(this.db, await this.#outboxDialect(), cache, {
+      name: `sql outbox ${outbox}`,
       batchSize: this.#o.batchSize,
       scanMs: this.#o.scanMs,
+      leaseMs: this.#o.leaseMs,
+      clock: this.#o.clock,
+      timers: this.#o.timers,
     })
-    return trackedListener(consumer, this.#listeners)
+    return asListener(consumer)
   }
 
   async bulkImport<T>(cache: StockCache, fn: (session: SqlDb) => Promise<T>): Promise<T> {
     if (typeof fn !== 'function') throw new InvalidInputError('bulkImport expects a function (session) => Promise')
-    try {
-      // Statement triggers already cost little per row (one outbox row per product per statement): the session
-      // needs no setting. The cache only collects marks meanwhile and recomputes the touched products at the end.
-      return await cache.disableCacheTemporarily(async () => {
-        const out = await this.db.session(fn)
-        // Hand the import's marks to the cache before the block settles, so the settling recompute covers them
-        // (their rows are held, then deleted without a second recompute).
-        for (const l of this.#listeners) if (l.cache === cache) await l.catchUp()
-        return out
-      })
-    } finally {
-      // Rows held back while the block ran (deferred products) can go now.
-      for (const l of this.#listeners) l.wake(true)
+    if (cache === null || typeof cache !== 'object' || typeof cache.disableCacheTemporarily !== 'function') {
+      throw new ConfigError('bulkImport: expects a stock cache from createStockCache(...)', { option: 'cache' })
     }
+    // Statement triggers already cost little per row (one outbox row per product per statement): the session needs
+    // no setting. The cache only collects marks meanwhile; when fn returns, it asks its listeners to catch up (the
+    // import's rows are marked and held), recomputes every touched product once, then the listeners delete the held
+    // rows without a second recompute (MarkSource.catchUp / afterBulk).
+    return cache.disableCacheTemporarily(() => this.db.session(fn))
   }
 }

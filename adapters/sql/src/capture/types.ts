@@ -1,4 +1,4 @@
-import type { PendingMarks, StockCache } from 'stockcast'
+import type { Clock, PendingMarks, StockCache, Timers } from 'stockcast'
 import type { SqlDb } from '../types.js'
 
 export interface SqlChangeCaptureOptions {
@@ -6,12 +6,28 @@ export interface SqlChangeCaptureOptions {
   outbox?: string
   /** Prefix of the trigger and function names this adapter creates. @default 'stockcast' */
   prefix?: string
-  /** Outbox rows claimed per batch. @default 1000 */
+  /**
+   * Products a listener claims per batch, each with all its unprocessed rows (so the marks of one product made by many
+   * statements and transactions cost one recompute). @default 1000
+   */
   batchSize?: number
   /** MySQL/MariaDB: how often the listener polls the outbox, ms. @default 100 */
   pollMs?: number
   /** PostgreSQL: a catch-up scan runs this often even without a notification (safety net), ms. @default 5000 */
   scanMs?: number
+  /**
+   * How long a listener's claim leases its outbox rows, ms. A listener that dies (or stalls) mid-batch gives its rows
+   * back to the other listeners when the lease ends; a lease that ends while its listener is still recomputing only
+   * costs a second recompute. Keep it well above a batch's recompute time. @default 30_000
+   */
+  leaseMs?: number
+  /** Time source of the listener (retry delays, lease bookkeeping, the backlog's age). @default Date */
+  clock?: Clock
+  /**
+   * Every timer the capture starts (polling, scans, retries, `drain()` pauses, DDL retries): inject fake ones to drive
+   * them in tests. @default defaultTimers from stockcast (unref'd global timers)
+   */
+  timers?: Timers
 }
 
 /** What `verify()` found: the original system's "verify triggers" command. */
@@ -35,7 +51,10 @@ export interface ListenerStatus {
   /** Outbox rows processed (deleted) since start. */
   processed: number
   batches: number
-  /** Age in ms of the oldest outbox row not yet processed, at the last check (0 when empty). */
+  /**
+   * Age in ms of the oldest outbox row not yet processed (0 when empty): measured at every batch, growing with the
+   * clock in between. The cache's `status().oldestUnprocessedMs` includes it.
+   */
   oldestUnprocessedMs: number
   /** Reconnects after a lost connection (PostgreSQL). */
   reconnects: number
