@@ -276,3 +276,26 @@ describe('events on change and on transitions (item 11)', () => {
     expect(c.metrics().unchanged).toBeGreaterThanOrEqual(1)
   })
 })
+
+describe('flush never recomputes a unit twice for one mark', () => {
+  it('the debounced flush waits for a running batch that covers the newest mark instead of starting another', async () => {
+    const db = memorySource(schema)
+    const reader = new ControlledReader(db.reader)
+    const clock = new FakeClock()
+    const timers = new FakeTimers(clock)
+    const c = track(createStockCache({ schema, reader, clock, timers, debounceMs: 5, maxWaitMs: 50 }))
+    for (let i = 0; i < 20; i++) db.insert('stock_movements', { product_code: `P${i}`, quantity: '1' })
+    const products = Array.from({ length: 20 }, (_, i) => `P${i}`)
+    c.markDirty(products)
+    reader.hold()
+    const reading = c.getMany(products) // a batch starts and covers every mark
+    await reader.gate!.entered
+    await timers.advance(10) // the debounced flush fires while that batch reads
+    reader.release()
+    await reading
+    await c.flush()
+    expect(c.metrics().recomputes).toBe(20)
+    expect(reader.calls.length).toBe(1)
+    expect(c.status().dirty).toBe(0)
+  })
+})

@@ -241,6 +241,16 @@ export class CacheEngine<V extends Versioned> {
   }
 
   async #runChunks(units: readonly string[], options: RunOptions, report: FlushReport): Promise<void> {
+    // A unit whose running batch already covers its newest mark is waited for, not recomputed a second time.
+    const covering = new Set<Promise<unknown>>()
+    for (const u of units) {
+      const b = this.marks.batchOf(u)
+      if (b?.promise !== undefined && this.marks.target(u) <= b.startSeq) covering.add(b.promise)
+    }
+    if (covering.size > 0) {
+      this.metrics.joinedRecomputes += covering.size
+      await Promise.allSettled(covering)
+    }
     const size = this.#o.batchSize
     for (let i = 0; i < units.length; i += size) {
       const chunk = units.slice(i, i + size).filter((u) => this.marks.isDirty(u))
