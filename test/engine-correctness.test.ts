@@ -135,6 +135,25 @@ describe('strong reads (item 8)', () => {
   })
 })
 
+describe('strong reads never fall back to an old value', () => {
+  it('when the sources fail, a strong read rejects where a default read serves stale-if-error', async () => {
+    const db = memorySource(schema)
+    let down = false
+    const reader: SourceReader = {
+      read: (p, o) => (down ? Promise.reject(new Error('connection terminated')) : db.reader.read(p, o)),
+    }
+    const pendingMarks: PendingMarks = { pending: async () => new Map([['A', 9]]) }
+    const c = track(createStockCache({ schema, reader, pendingMarks, graceMs: 60_000, ...quiet }))
+    c.on('error', () => {})
+    db.insert('stock_movements', { product_code: 'A', quantity: '1' })
+    await c.get('A')
+    down = true
+    await expect(c.get('A', { consistency: 'strong' })).rejects.toMatchObject({ code: 'E_SOURCE_UNAVAILABLE' })
+    await expect(c.getMany(['A'], { consistency: 'strong' })).rejects.toMatchObject({ code: 'E_SOURCE_UNAVAILABLE' })
+    expect(await c.get('A')).toMatchObject({ stale: true, stockToday: 1 })
+  })
+})
+
 describe('a marked unit counts as stored only when the shared store holds its value', () => {
   it('another instance’s write that wins in the store leaves the unit unstored (its marks are kept)', async () => {
     const db = memorySource(schema)

@@ -14,6 +14,8 @@ export interface ReadOptions {
   allowStale?: boolean
   /** Do not take a value from L2 (strong reads recompute instead). */
   skipL2?: boolean
+  /** Never serve an old value when the sources fail (strong reads): the error reaches the caller. */
+  strict?: boolean
 }
 
 export interface TieredReadDeps<V extends Versioned> {
@@ -66,7 +68,7 @@ export class TieredRead<V extends Versioned> {
           return d.stale(e.value)
         }
       }
-      return this.recompute(key)
+      return this.recompute(key, options.strict)
     }
     const e = d.l1.get(key)
     if (e !== undefined) {
@@ -89,7 +91,7 @@ export class TieredRead<V extends Versioned> {
         return value
       }
     }
-    return this.recompute(key)
+    return this.recompute(key, options.strict)
   }
 
   /** Many keys: one L2 round trip for the L1 misses, batched recomputes for the rest. Keys come back in order. */
@@ -145,7 +147,7 @@ export class TieredRead<V extends Versioned> {
           chunk.map((k) => d.unitOf(k)),
           { full: false, ...(want.size > 0 ? { want } : {}) },
         )
-        for (const k of chunk) out.set(k, this.serve(result, k))
+        for (const k of chunk) out.set(k, this.serve(result, k, options.strict))
       }
     }
     const ordered = new Map<string, V>()
@@ -157,7 +159,7 @@ export class TieredRead<V extends Versioned> {
   }
 
   /** A read of a dirty or missing key: join a batch that already covers the unit's newest mark, or start one. */
-  async recompute(key: string): Promise<V> {
+  async recompute(key: string, strict = false): Promise<V> {
     const d = this.#d
     const unit = d.unitOf(key)
     const running = d.marks.batchOf(unit)
@@ -165,10 +167,10 @@ export class TieredRead<V extends Versioned> {
       d.metrics.joinedRecomputes++
       const result = (await running.promise) as BatchResult<V>
       const got = result.get(unit)
-      if (got !== undefined && 'values' in got && got.values.has(key)) return this.serve(result, key)
+      if (got !== undefined && 'values' in got && got.values.has(key)) return this.serve(result, key, strict)
     }
     const result = await this.#queue(unit, key)
-    return this.serve(result, key)
+    return this.serve(result, key, strict)
   }
 
   /** Compute from the sources without caching (reads of touched units inside a bulk block). */
@@ -191,7 +193,7 @@ export class TieredRead<V extends Versioned> {
   }
 
   /** The value of a key from a batch result, or the old value within `graceMs` when its sources failed. */
-  serve(result: BatchResult<V>, key: string): V {
+  serve(result: BatchResult<V>, key: string, strict = false): V {
     const d = this.#d
     const unit = d.unitOf(key)
     const r = result.get(unit)
@@ -203,7 +205,7 @@ export class TieredRead<V extends Versioned> {
       r !== undefined && 'error' in r
         ? r.error
         : new SourceUnavailableError(`no value for ${JSON.stringify(key)}`, { key, productId: unit })
-    if (error instanceof SourceUnavailableError || error instanceof LockTimeoutError) {
+    if (!strict && (error instanceof SourceUnavailableError || error instanceof LockTimeoutError)) {
       const old = d.l1.peek(key)
       if (old !== undefined && d.clock.now() - old.value.computedAt <= d.graceMs) {
         d.metrics.staleIfError++

@@ -20,6 +20,7 @@ export interface StrongContext {
  *    when the store holds the same content (another instance may have consumed the marks and recomputed: the SQL
  *    listener deletes outbox rows only after the store took the new value), else it is marked and recomputed.
  * 4. An L1 miss is recomputed from the sources: a store entry alone proves nothing about writes since.
+ * 5. When the sources fail, the error reaches the caller: no stale-if-error for strong reads.
  */
 export async function strongGetMany(
   ctx: StrongContext,
@@ -51,7 +52,8 @@ export async function strongGetMany(
       }
     }
   }
-  const out = await engine.reads.readMany(keys, { skipL2: true })
+  // Strict: a failed source read is an error, never an old value flagged stale (that would break the promise).
+  const out = await engine.reads.readMany(keys, { skipL2: true, strict: true })
   const byProduct = new Map<string, StockProjection>()
   for (let i = 0; i < products.length; i++) {
     const v = out.get(keys[i]!)
