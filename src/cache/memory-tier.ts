@@ -99,12 +99,15 @@ export class MemoryTier<V extends Versioned> {
     this.lru.delete(key)
   }
 
-  /** Drop every key of a unit whose value is older than `version` (a peer announced a newer one). */
+  /**
+   * Drop every key of a unit whose value is not newer than `version` (a peer announced its recompute). An equal
+   * version is dropped too: two instances can stamp the same millisecond, and a re-read costs less than a stale hit.
+   */
   dropOlder(unit: string, version: number): number {
     let n = 0
     for (const key of this.keysOf(unit)) {
       const e = this.peek(key)
-      if (e !== undefined && e.value.version < version) {
+      if (e !== undefined && e.value.version <= version) {
         this.lru.delete(key)
         n++
       }
