@@ -165,17 +165,7 @@ export class MarkTable {
       case 'mark': {
         const seq = ++this.#seq
         if (u === undefined) {
-          u = {
-            dirty: false,
-            seq: 0,
-            version: 0,
-            sources: null,
-            since: 0,
-            covered: 0,
-            batch: undefined,
-            unstored: false,
-            bulk: false,
-          }
+          u = cleanUnit()
           this.units.set(key, u)
         }
         if (!u.dirty) {
@@ -197,17 +187,7 @@ export class MarkTable {
       }
       case 'join': {
         if (u === undefined) {
-          u = {
-            dirty: false,
-            seq: 0,
-            version: 0,
-            sources: null,
-            since: 0,
-            covered: 0,
-            batch: undefined,
-            unstored: false,
-            bulk: false,
-          }
+          u = cleanUnit()
           this.units.set(key, u)
         }
         u.batch = action.batch
@@ -243,5 +223,19 @@ export class MarkTable {
 
   #forget(key: string, u: Unit): void {
     if (!u.dirty && u.batch === undefined && !u.unstored) this.units.delete(key)
+  }
+}
+
+function cleanUnit(): Unit {
+  return {
+    dirty: false,
+    seq: 0,
+    version: 0,
+    sources: null,
+    since: 0,
+    covered: 0,
+    batch: undefined,
+    unstored: false,
+    bulk: false,
   }
 }

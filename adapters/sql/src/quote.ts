@@ -32,7 +32,6 @@ export function placeholders(dialect: SqlDialect, count: number, start = 1): str
   return out.join(', ')
 }
 
-
 /** `[schema, table]` of a possibly qualified name (`schema` null when unqualified). */
 export function splitQualified(name: string): [schema: string | null, table: string] {
   const i = name.indexOf('.')

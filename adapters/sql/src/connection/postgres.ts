@@ -29,18 +29,8 @@ function wrapClient(client: PgClientLike, driver: string, inTransaction: boolean
       return (await client.query(sql, params as unknown[])).rowCount ?? 0
     },
     async transaction(fn) {
-      if (!inTransaction) {
-        // A session (`session()`) outside any transaction: open a real one on this connection.
-        await client.query('BEGIN')
-        try {
-          const out = await fn(wrapClient(client, driver, true))
-          await client.query('COMMIT')
-          return out
-        } catch (e) {
-          await client.query('ROLLBACK').catch(() => {})
-          throw e
-        }
-      }
+      // A session (`session()`) outside any transaction: open a real one on this connection.
+      if (!inTransaction) return inTx(client, driver, 'BEGIN', fn)
       // Already on one connection: a nested transaction is a savepoint.
       const name = `sc_sp_${Math.random().toString(36).slice(2, 10)}`
       await client.query(`SAVEPOINT ${name}`)
@@ -61,8 +51,13 @@ function wrapClient(client: PgClientLike, driver: string, inTransaction: boolean
 }
 
 /** `fn` inside `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY` on `client` (one snapshot for all its queries). */
-async function readSnapshot<T>(client: PgClientLike, driver: string, fn: (tx: SqlDb) => Promise<T>): Promise<T> {
-  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
+function readSnapshot<T>(client: PgClientLike, driver: string, fn: (tx: SqlDb) => Promise<T>): Promise<T> {
+  return inTx(client, driver, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY', fn)
+}
+
+/** `fn` in a transaction opened by `begin` on `client`: COMMIT when it resolves, ROLLBACK when it throws. */
+async function inTx<T>(client: PgClientLike, driver: string, begin: string, fn: (tx: SqlDb) => Promise<T>): Promise<T> {
+  await client.query(begin)
   try {
     const out = await fn(wrapClient(client, driver, true))
     await client.query('COMMIT')
