@@ -1,4 +1,3 @@
-import pDebounce from 'p-debounce'
 import { backoffDelay } from '../util/backoff.js'
 import type { Timers } from '../util/timers.js'
 
@@ -14,9 +13,12 @@ export interface SchedulerOptions {
 /**
  * When the engine flushes its pending marks: after `debounceMs` of quiet, at the latest `maxWaitMs` after the first
  * mark of a burst, and again after a run with failures (growing delay). Every timer goes through the injected
- * `Timers`. Runs never overlap: `p-debounce`'s promise mode makes a call during a run wait for that run and start
- * exactly one more. (p-debounce's own time-based debounce cannot serve the quiet window: it uses the global
- * setTimeout, which fake `Timers` cannot drive.)
+ * `Timers`. Runs never overlap: a call during a run gets the next run, which starts once that one is over and serves
+ * every call made meanwhile (`coalesce`).
+ *
+ * p-debounce serves neither part: its time-based debounce uses the global setTimeout, which injected `Timers` cannot
+ * drive, and its promise mode with `after: true` loses a call made between the end of a run and its cleanup (the
+ * caller waits until some later call happens to run the queue: a `flush()` hung that way in the SQL capture tests).
  */
 export class FlushScheduler<R extends { failed: readonly unknown[] }> {
   readonly #timers: Timers
@@ -32,15 +34,12 @@ export class FlushScheduler<R extends { failed: readonly unknown[] }> {
   constructor(timers: Timers, options: SchedulerOptions, run: () => Promise<R>) {
     this.#timers = timers
     this.#o = options
-    this.#runner = pDebounce.promise(
-      async () => {
-        const report = await run()
-        if (report.failed.length > 0) this.#scheduleRetry()
-        else this.#attempt = 0
-        return report
-      },
-      { after: true },
-    )
+    this.#runner = coalesce(async () => {
+      const report = await run()
+      if (report.failed.length > 0) this.#scheduleRetry()
+      else this.#attempt = 0
+      return report
+    })
   }
 
   /** Timers armed (quiet window, max wait, retry). */
@@ -107,5 +106,36 @@ export class FlushScheduler<R extends { failed: readonly unknown[] }> {
       this.#retry = undefined
       void this.#runner().catch(() => {})
     }, delay)
+  }
+}
+
+/**
+ * Single flight with one follow-up: `fn` never runs twice at once; a call while it runs gets the next run, shared by
+ * every call made during the current one, started as soon as the current one settles.
+ */
+export function coalesce<R>(fn: () => Promise<R>): () => Promise<R> {
+  let running: Promise<R> | undefined
+  let next: Promise<R> | undefined
+  const start = (): Promise<R> => {
+    const p = fn()
+    running = p
+    const clear = () => {
+      if (running === p) running = undefined
+    }
+    p.then(clear, clear)
+    return p
+  }
+  return () => {
+    if (running === undefined) return start()
+    if (next === undefined) {
+      const current = running
+      const ignore = () => {}
+      next = current.then(ignore, ignore).then(() => {
+        next = undefined
+        // Someone may have started a run since this one ended: it began after the calls it must serve.
+        return running ?? start()
+      })
+    }
+    return next
   }
 }

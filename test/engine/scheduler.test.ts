@@ -112,3 +112,61 @@ describe('VersionClock', () => {
     await rejected
   })
 })
+
+describe('coalesce', () => {
+  it('never overlaps; calls during a run share one next run; a call right after a run ends is never lost', async () => {
+    const { coalesce } = await import('../../src/invalidation/scheduler.js')
+    let active = 0
+    let maxActive = 0
+    let runs = 0
+    const gates: Array<() => void> = []
+    const run = coalesce(async () => {
+      active++
+      maxActive = Math.max(maxActive, active)
+      runs++
+      const n = runs
+      await new Promise<void>((r) => gates.push(r))
+      active--
+      return n
+    })
+    const first = run()
+    const during = [run(), run(), run()]
+    gates.shift()!()
+    expect(await first).toBe(1)
+    // The call made in the gap between the end of run 1 and the start of run 2 joins run 2.
+    const gap = run()
+    await Promise.resolve()
+    gates.shift()!()
+    expect(await Promise.all([...during, gap])).toEqual([2, 2, 2, 2])
+    // After everything settled, a call starts a run of its own at once and resolves.
+    const later = run()
+    gates.shift()!()
+    expect(await later).toBe(3)
+    expect(maxActive).toBe(1)
+  })
+})
+
+describe('coalesce: no lost call at any microtask distance from the end of a run', () => {
+  it('a call made k microtasks after a run ends always resolves (p-debounce after:true lost some)', async () => {
+    const { coalesce } = await import('../../src/invalidation/scheduler.js')
+    for (let k = 0; k < 12; k++) {
+      let done!: () => void
+      const ended = new Promise<void>((r) => (done = r))
+      const run = coalesce(async () => {
+        await Promise.resolve()
+        done()
+        return k
+      })
+      const first = run()
+      let late: Promise<number> | undefined
+      void ended.then(async () => {
+        for (let i = 0; i < k; i++) await Promise.resolve()
+        late = run()
+      })
+      await first
+      for (let i = 0; i < 20; i++) await Promise.resolve()
+      const timeout = new Promise((r) => setTimeout(() => r('lost'), 200))
+      expect(await Promise.race([late!, timeout])).toBe(k)
+    }
+  })
+})
