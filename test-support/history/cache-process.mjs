@@ -45,7 +45,9 @@ if (cfg.dialect === 'postgres') {
 }
 
 const schema = defineStockSchema(schemaSpec(cfg.prefix))
-const capture = sqlChangeCapture(db, schema, { prefix: cfg.prefix })
+// A short lease: the rows a killed listener had claimed come back to the others after it (30 s by default), and the
+// at-rest check waits for them.
+const capture = sqlChangeCapture(db, schema, { prefix: cfg.prefix, leaseMs: cfg.leaseMs ?? 5000 })
 const store = sqlStore(db, { table: t.store, create: false })
 const cache = createStockCache({
   schema,

@@ -38,13 +38,17 @@ class Intended extends Error {}
 /** Per-step helpers over one connection; every change is pushed to `changes` as [table, old image, new image]. */
 function stepper(conn, changes) {
   const q = conn.q
+  // MariaDB: statements by id go through the primary key, never a scan. Under REPEATABLE READ a scan locks every row
+  // it reads, rows of products this transaction did not lock first included (a deadlock the capture-free baseline
+  // showed, with a many-row update whose IN list the optimizer turned into a full scan).
+  const byPk = pgDialect ? '' : ' FORCE INDEX (PRIMARY)'
   const list = (table) => selectList(cfg.dialect, table)
   const ids = async (table, where, params) =>
     (await q(`SELECT id FROM ${t[table]} WHERE ${where} ORDER BY id`, params)).map((r) => Number(r.id))
   const lock = async (table, idList) =>
     (
       await q(
-        `SELECT ${list(table)} FROM ${t[table]} WHERE id IN (${marks(idList.length)}) ORDER BY id FOR UPDATE`,
+        `SELECT ${list(table)} FROM ${t[table]}${byPk} WHERE id IN (${marks(idList.length)}) ORDER BY id FOR UPDATE`,
         idList,
       )
     ).map((r) => imageOf(table, r))
@@ -69,7 +73,7 @@ function stepper(conn, changes) {
     if (idList.length === 0) return []
     const before = await lock(table, idList)
     let after
-    const sql = `UPDATE ${t[table]} SET ${set} WHERE id IN (${marks(idList.length)})`
+    const sql = `UPDATE ${t[table]}${byPk} SET ${set} WHERE id IN (${marks(idList.length)})`
     if (pgDialect)
       after = (await q(`${sql} RETURNING ${list(table)}`, [...params, ...idList])).map((r) => imageOf(table, r))
     else {
