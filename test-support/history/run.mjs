@@ -394,11 +394,19 @@ export function startHistory(options = {}) {
 
     // ------------------------------------------------------------ at rest
     const restStart = Date.now()
-    for (const c of live) await c.request('drain', 60_000)
+    for (const c of live) {
+      const t0 = Date.now()
+      await c.request('drain', 60_000)
+      if (process.env.STOCKCAST_HISTORY_DEBUG) log(`drain ${c.name}: ${Date.now() - t0} ms`)
+    }
     // Past the L1 ttl: a cache that did not consume a change may answer from its L1 only that long.
     await sleep(o.ttlMs + 300)
     const rest = new Map()
-    for (const c of live) rest.set(c.name, await c.request('atRest', 60_000))
+    for (const c of live) {
+      const t0 = Date.now()
+      rest.set(c.name, await c.request('atRest', 60_000))
+      if (process.env.STOCKCAST_HISTORY_DEBUG) log(`atRest ${c.name}: ${Date.now() - t0} ms`)
+    }
     const storeEntries = o.baseline ? new Map() : await store.getMany(products)
     const statuses = new Map()
     for (const c of live) statuses.set(c.name, await c.request('status'))

@@ -65,6 +65,8 @@ export function historySuite(
       expect.soft(r.writerErrors.byCode, 'writer errors').toEqual({})
       expect.soft(r.crashes, 'cache or writer processes that died').toEqual([])
       expect.soft(r.outboxLeft, 'outbox rows left at rest').toBe(0)
-    }, 45_000)
+      // 16 s of writes, then the at-rest phase: on PostgreSQL a listener whose backends were terminated took 11-25 s
+      // to drain in some runs (not yet explained; the run itself passes), hence the margin.
+    }, 90_000)
   })
 }

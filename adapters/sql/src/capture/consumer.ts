@@ -398,6 +398,10 @@ class Consumer implements OutboxConsumer, MarkSource {
     if (upTo === 0) return
     let pause = 5
     for (;;) {
+      // Whoever drains wants it done now: retry failed work at once instead of waiting out its backoff (each turn;
+      // a failure sets the backoff again for the background loop).
+      this.#blockedUntil = 0
+      await this.#retryHeldNow()
       this.wake()
       if (this.#loop !== undefined) await this.#loop
       if (!(await this.#dialect.remaining(this.#db, upTo))) return
@@ -626,6 +630,23 @@ class Consumer implements OutboxConsumer, MarkSource {
     // Only rows still leased to this claim go: if the lease ran out and another consumer took them, they are its.
     this.#status.processed += await this.#dialect.delete(this.#db, owner, done)
     for (const [delay, ids] of holds) await this.#dialect.hold(this.#db, owner, ids, delay)
+  }
+
+  /** Give back at once the rows of products held for a retry delay (failed or unstored), so they are claimed again. */
+  async #retryHeldNow(): Promise<void> {
+    const byOwner = new Map<string, number[]>()
+    const now = this.#clock.now()
+    for (const h of this.#held.values()) {
+      if (h.kind === 'deferred' || h.until <= now) continue
+      h.until = now
+      let list = byOwner.get(h.owner)
+      if (list === undefined) {
+        list = []
+        byOwner.set(h.owner, list)
+      }
+      list.push(...h.ids)
+    }
+    for (const [owner, ids] of byOwner) await this.#dialect.hold(this.#db, owner, ids, 0).catch(() => {})
   }
 
   /**
