@@ -20,7 +20,8 @@ export class DayClock implements Freshness<StockProjection> {
   readonly #timers: Timers
   readonly #exact: boolean
   #today: Today = { date: '', endsAtMs: 0 }
-  #epoch = 0
+  /** The current epoch (a plain field: the facade's hot paths read it without a call). */
+  epoch = 0
   #hits = 0
   #timer: unknown = undefined
   #closed = false
@@ -34,12 +35,12 @@ export class DayClock implements Freshness<StockProjection> {
 
   tick(): number {
     if (this.#exact || (++this.#hits & 1023) === 0) this.day()
-    return this.#epoch
+    return this.epoch
   }
 
   current(): number {
     this.day()
-    return this.#epoch
+    return this.epoch
   }
 
   accepts(value: StockProjection): boolean {
@@ -51,7 +52,7 @@ export class DayClock implements Freshness<StockProjection> {
     const now = this.#clock.now()
     if (now < this.#today.endsAtMs) return this.#today
     const t = todayIn(this.#timeZone, now)
-    if (t.date !== this.#today.date) this.#epoch++
+    if (t.date !== this.#today.date) this.epoch++
     this.#today = { date: t.date, endsAtMs: t.endsAtMs }
     if (!this.#exact && !this.#closed) {
       if (this.#timer !== undefined) this.#timers.clearTimeout(this.#timer)

@@ -87,6 +87,8 @@ class StockCacheImpl implements StockCache {
   readonly #units: Map<string, { dirty: boolean }>
   readonly #lru: LRUCache<string, L1Entry<StockProjection>>
   readonly #m: Metrics
+  readonly #exact: boolean
+  #hits = 0
 
   constructor(options: StockCacheOptions) {
     this.#o = resolveOptions(options)
@@ -109,7 +111,8 @@ class StockCacheImpl implements StockCache {
     } catch (cause) {
       throw new ConfigError(`createStockCache: ${messageOf(cause)}`, { cause })
     }
-    this.#day = new DayClock(o.timeZone, clock, timers, options.clock !== undefined && options.timers === undefined)
+    this.#exact = options.clock !== undefined && options.timers === undefined
+    this.#day = new DayClock(o.timeZone, clock, timers, this.#exact)
     const emit = <K extends keyof StockCacheEvents>(type: K, event: StockCacheEvents[K]) =>
       this.#emitter.emit(type, event)
     const shared = options.store?.capabilities?.shared === true
@@ -176,21 +179,30 @@ class StockCacheImpl implements StockCache {
   // ---------------------------------------------------------------- reads (hot paths inline)
 
   get(product: string, options?: GetOptions): Promise<StockProjection> {
-    if (options === undefined && typeof product === 'string' && this.#units.get(product)?.dirty !== true) {
-      const e = this.#lru.get(product)
-      if (e !== undefined && e.epoch === this.#day.tick()) {
-        this.#m.l1Hits++
-        return e.promise
+    if (options === undefined && typeof product === 'string') {
+      const u = this.#units.get(product)
+      if (u === undefined || !u.dirty) {
+        const e = this.#lru.get(product)
+        if (e !== undefined) {
+          // The day rolls over by a timer at the zone's midnight; the clock is also read every 1024 hits.
+          if (this.#exact || (++this.#hits & 1023) === 0) this.#day.day()
+          if (e.epoch === this.#day.epoch) {
+            this.#m.l1Hits++
+            return e.promise
+          }
+        }
       }
     }
     return this.#getSlow(product, options)
   }
 
   peek(product: string, location?: string | null): StockProjection | undefined {
-    if (this.#units.get(product)?.dirty === true) return undefined
+    const u = this.#units.get(product)
+    if (u !== undefined && u.dirty) return undefined
     const e = this.#lru.get(location == null ? product : product + KEY_SEPARATOR + location)
     if (e === undefined) return undefined
-    return e.epoch === this.#day.tick() ? e.value : undefined
+    if (this.#exact || (++this.#hits & 1023) === 0) this.#day.day()
+    return e.epoch === this.#day.epoch ? e.value : undefined
   }
 
   async #getSlow(product: string, options: GetOptions = {}): Promise<StockProjection> {
