@@ -198,7 +198,7 @@ class StockCacheImpl implements StockCache {
 
   peek(product: string, location?: string | null): StockProjection | undefined {
     const u = this.#units.get(product)
-    if (u !== undefined && u.dirty) return undefined
+    if (u?.dirty === true) return undefined
     const e = this.#lru.get(location == null ? product : product + KEY_SEPARATOR + location)
     if (e === undefined) return undefined
     if (this.#exact || (++this.#hits & 1023) === 0) this.#day.day()
