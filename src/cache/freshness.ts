@@ -5,20 +5,10 @@
  * and rely on TTLs.
  */
 export interface Freshness<V> {
-  /** The current epoch, for the hot path: a field compare, with a clock read only now and then. */
-  tick(): number
   /** The current epoch, after reading the clock (slow paths). */
   current(): number
   /** Whether a value (just computed, or read from L2) belongs to the current epoch and may enter L1. */
   accepts(value: V): boolean
   /** Stop timers. */
   close(): void
-}
-
-/** One epoch forever: entries are fresh until invalidated, evicted or past their TTL. */
-export const alwaysFresh: Freshness<unknown> = {
-  tick: () => 0,
-  current: () => 0,
-  accepts: () => true,
-  close: () => {},
 }

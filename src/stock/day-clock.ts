@@ -10,9 +10,9 @@ export interface Today {
 
 /**
  * The stock cache's freshness: a projection is fresh on the day it was computed for. The epoch is bumped when D0
- * changes in the configured time zone; L1 hits compare epochs instead of reading the clock (a clock read costs
- * ~50 ns): a timer fires at the zone's midnight and the clock is also read every 1024 hits. With an injected clock
- * and no injected timers, every hit reads the clock (tests move time by hand).
+ * changes in the configured time zone; the facade's L1 hits compare `epoch` instead of reading the clock (a clock
+ * read costs ~50 ns): a timer fires at the zone's midnight, and the facade calls `day()` every 1024 hits. With an
+ * injected clock and no injected timers there is no timer and every hit calls `day()` (tests move time by hand).
  */
 export class DayClock implements Freshness<StockProjection> {
   readonly #timeZone: string
@@ -22,7 +22,6 @@ export class DayClock implements Freshness<StockProjection> {
   #today: Today = { date: '', endsAtMs: 0 }
   /** The current epoch (a plain field: the facade's hot paths read it without a call). */
   epoch = 0
-  #hits = 0
   #timer: unknown = undefined
   #closed = false
 
@@ -31,11 +30,6 @@ export class DayClock implements Freshness<StockProjection> {
     this.#clock = clock
     this.#timers = timers
     this.#exact = exact
-  }
-
-  tick(): number {
-    if (this.#exact || (++this.#hits & 1023) === 0) this.day()
-    return this.epoch
   }
 
   current(): number {
