@@ -305,7 +305,7 @@ export function fromSequelize(
   }
   // LISTEN/NOTIFY (PostgreSQL): one pool connection held while listening, given back by the stop function; a lost
   // connection is destroyed and replaced (the SQL adapter's listenWithReconnect, over Sequelize's pool).
-  db.listen = async (channel, onNotify, onReconnect) => {
+  db.listen = async (channel, onNotify, onReconnect, options) => {
     const { s, dialect } = get()
     if (dialect !== 'postgres') throw new ConfigError('listen: LISTEN/NOTIFY is PostgreSQL only', { option: 'db' })
     const cm = s.connectionManager
@@ -313,6 +313,7 @@ export function fromSequelize(
       channel,
       onNotify,
       onReconnect,
+      timers: options?.timers,
       acquire: async () => (await cm.getConnection()) as PgConnection,
       release: (conn) => cm.releaseConnection(conn),
       discard: (conn) => cm.destroyConnection?.(conn) ?? cm.releaseConnection(conn),

@@ -1,11 +1,14 @@
 import {
+  backoffDelay,
   ConfigError,
+  defaultTimers,
   InvalidInputError,
   StockcastError,
   type StockProjection,
   type Store,
   type StoreEntry,
   StoreUnavailableError,
+  type Timers,
 } from 'stockcast'
 import { placeholders, quoteIdent, splitQualified } from './quote.js'
 import type { SqlDb } from './types.js'
@@ -21,6 +24,8 @@ export interface SqlStoreOptions {
    * @default true
    */
   create?: boolean
+  /** Runs the pause before a deadlocked or timed-out statement is retried. @default stockcast's `defaultTimers` */
+  timers?: Timers
 }
 
 /** The SQL table store (L2): a `Store` plus `install()` and `drop()`. */
@@ -114,6 +119,12 @@ export function sqlStore(db: SqlDb, options: SqlStoreOptions = {}): SqlStore {
   if (options.create !== undefined && typeof options.create !== 'boolean') {
     throw new ConfigError('sqlStore: create must be a boolean', { option: 'create' })
   }
+  const timers = options.timers ?? defaultTimers
+  if (typeof timers?.setTimeout !== 'function' || typeof timers.clearTimeout !== 'function') {
+    throw new ConfigError('sqlStore: timers must be an object with setTimeout(fn, ms) and clearTimeout(handle)', {
+      option: 'timers',
+    })
+  }
   const table = quoteIdent(dialect, options.table ?? 'stockcast_projections', 'sqlStore: table')
   const pg = dialect === 'postgres'
   const create = options.create ?? true
@@ -130,7 +141,9 @@ export function sqlStore(db: SqlDb, options: SqlStoreOptions = {}): SqlStore {
           return await fn()
         } catch (e) {
           if (attempt >= RETRIES || !isRetryable(e)) throw e
-          await new Promise((r) => setTimeout(r, 5 + Math.random() * 20 * (attempt + 1)))
+          // Jittered, so that the two sides of a deadlock do not retry in step.
+          const ms = backoffDelay(attempt, 10, 200) * (0.5 + Math.random())
+          await new Promise<void>((r) => timers.setTimeout(r, ms))
         }
       }
     } catch (cause) {

@@ -1,3 +1,5 @@
+import type { Timers } from 'stockcast'
+
 /** The SQL family a connection speaks: PostgreSQL (pg, PGlite) or MySQL/MariaDB (mysql2). */
 export type SqlDialect = 'postgres' | 'mysql'
 
@@ -21,9 +23,15 @@ export interface SqlDb {
   transaction<T>(fn: (tx: SqlDb) => Promise<T>): Promise<T>
   /**
    * PostgreSQL only: LISTEN on `channel` with a connection of its own. `onReconnect` runs after the connection was
-   * lost and LISTEN re-established (the caller then scans for what it missed). Resolves to a stop function.
+   * lost and LISTEN re-established (the caller then scans for what it missed). `options.timers` runs the reconnect
+   * backoff (the change capture passes its own, so fake timers drive it too). Resolves to a stop function.
    */
-  listen?(channel: string, onNotify: (payload: string) => void, onReconnect?: () => void): Promise<() => Promise<void>>
+  listen?(
+    channel: string,
+    onNotify: (payload: string) => void,
+    onReconnect?: () => void,
+    options?: { timers?: Timers | undefined },
+  ): Promise<() => Promise<void>>
   /** A session of its own for `fn` (same connection throughout): for session settings that must not leak. */
   session<T>(fn: (session: SqlDb) => Promise<T>): Promise<T>
   /**

@@ -1,7 +1,9 @@
+import type { Timers } from 'stockcast'
 import { changeCaptureSchema } from 'stockcast/conformance'
+import { fromPg } from '../src/index.js'
 import { afterEach, beforeEach, expect, it } from 'vitest'
 import { createCcTables, outboxCount, pgTestDb, startCapture, type TestDb, until } from './capture-helpers.js'
-import { describeService, pgDown, uniquePrefix } from './services.js'
+import { describeService, pgDown, pgPool, uniquePrefix } from './services.js'
 
 describeService(pgDown, 'sqlChangeCapture: the LISTEN connection is lost (PostgreSQL)', () => {
   let t: TestDb
@@ -45,6 +47,56 @@ describeService(pgDown, 'sqlChangeCapture: the LISTEN connection is lost (Postgr
       expect(s.listener.status()).toMatchObject({ running: true, reconnects: 1 })
     } finally {
       await s.close()
+    }
+  })
+})
+
+describeService(pgDown, 'listen: the reconnect backoff runs on the injected timers', () => {
+  it('waits for the injected timer (100 ms first), then listens again', async () => {
+    const pool = pgPool(4)
+    const db = fromPg(pool)
+    const channel = uniquePrefix('ln').toLowerCase()
+    const scheduled: { fn: () => void; ms: number }[] = []
+    const timers: Timers = {
+      setTimeout(fn, ms) {
+        const h = { fn, ms }
+        scheduled.push(h)
+        return h
+      },
+      clearTimeout(h) {
+        const i = scheduled.indexOf(h as (typeof scheduled)[number])
+        if (i >= 0) scheduled.splice(i, 1)
+      },
+    }
+    const got: string[] = []
+    let reconnects = 0
+    const stop = await db.listen!(channel, (p) => got.push(p), () => reconnects++, { timers })
+    try {
+      const pidOf = async () =>
+        (
+          await pool.query(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = $1`, [
+            `LISTEN ${channel}`,
+          ])
+        ).rows[0]?.pid as number | undefined
+      const first = await pidOf()
+      expect(first).toBeDefined()
+      await pool.query('SELECT pg_terminate_backend($1)', [first])
+      await until(() => scheduled.length === 1, 5000, 'the reconnect to be scheduled')
+      expect(scheduled[0]!.ms).toBe(100)
+      // Nothing happens on its own: the global timers are not used.
+      await new Promise((r) => setTimeout(r, 300))
+      expect(reconnects).toBe(0)
+      scheduled.shift()!.fn()
+      await until(() => reconnects === 1, 5000, 'the reconnect')
+      const second = await pidOf()
+      expect(second).toBeDefined()
+      expect(second).not.toBe(first)
+      await pool.query(`SELECT pg_notify($1, 'after')`, [channel])
+      await until(() => got.includes('after'), 5000, 'a notification on the new connection')
+      expect(scheduled).toEqual([])
+    } finally {
+      await stop()
+      await pool.end()
     }
   })
 })

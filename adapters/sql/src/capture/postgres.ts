@@ -228,7 +228,7 @@ class PostgresCapture implements SqlChangeCapture {
         return rows.length === 0 ? 0 : Math.round(Number(rows[0]!.ms))
       },
       async subscribe(conn, wake, onReconnect) {
-        if (conn.listen !== undefined) return conn.listen(channel, () => wake(), onReconnect)
+        if (conn.listen !== undefined) return conn.listen(channel, () => wake(), onReconnect, { timers })
         // A connection without LISTEN: poll.
         const stop = every(timers, pollMs, wake)
         return async () => stop()

@@ -1,4 +1,4 @@
-import { SourceUnavailableError } from 'stockcast'
+import { backoffDelay, defaultTimers, SourceUnavailableError, type Timers } from 'stockcast'
 
 /** A PostgreSQL connection held for LISTEN (a `pg` client, or one a pool such as Sequelize's hands out). */
 export interface ListenConnectionLike {
@@ -21,6 +21,8 @@ export interface ListenWithReconnectOptions<C extends ListenConnectionLike> {
   discard(conn: C): unknown
   /** The events that mean the backend went away. @default ['error'] */
   goneEvents?: readonly string[]
+  /** Runs the reconnect backoff. @default stockcast's `defaultTimers` (unref'd) */
+  timers?: Timers | undefined
 }
 
 /**
@@ -38,7 +40,8 @@ export async function listenWithReconnect<C extends ListenConnectionLike>(
   const gone = o.goneEvents ?? ['error']
   let stopped = false
   let current: { conn: C; onNotification: (msg: any) => void; onGone: () => void } | undefined
-  let retry: ReturnType<typeof setTimeout> | undefined
+  const timers = o.timers ?? defaultTimers
+  let retry: unknown
   let attempt = 0
   const detach = (c: NonNullable<typeof current>) => {
     c.conn.removeListener?.('notification', c.onNotification)
@@ -86,17 +89,18 @@ export async function listenWithReconnect<C extends ListenConnectionLike>(
   }
   const schedule = () => {
     if (stopped || retry !== undefined) return
-    const delay = Math.min(100 * 2 ** attempt++, 5000)
-    retry = setTimeout(() => {
-      retry = undefined
-      connect(true).catch(() => schedule())
-    }, delay)
-    retry.unref?.()
+    retry = timers.setTimeout(
+      () => {
+        retry = undefined
+        connect(true).catch(() => schedule())
+      },
+      backoffDelay(attempt++, 100, 5000),
+    )
   }
   await connect(false)
   return async () => {
     stopped = true
-    if (retry !== undefined) clearTimeout(retry)
+    if (retry !== undefined) timers.clearTimeout(retry)
     const c = current
     current = undefined
     if (c === undefined) return

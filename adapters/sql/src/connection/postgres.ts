@@ -131,11 +131,12 @@ export function fromPg(pool: PgPoolLike | (() => PgPoolLike)): SqlDb {
     snapshot(fn) {
       return withClient((client) => readSnapshot(client, 'pg', fn))
     },
-    listen(channel, onNotify, onReconnect) {
+    listen(channel, onNotify, onReconnect, options) {
       return listenWithReconnect<PgClientLike & ListenConnectionLike>({
         channel,
         onNotify,
         onReconnect,
+        timers: options?.timers,
         acquire: async () => (await get().connect()) as PgClientLike & ListenConnectionLike,
         release: (c) => c.release(),
         // A client whose backend went away is destroyed, not pooled again.
