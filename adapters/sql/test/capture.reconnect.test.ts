@@ -1,7 +1,7 @@
 import type { Timers } from 'stockcast'
 import { changeCaptureSchema } from 'stockcast/conformance'
-import { fromPg } from '../src/index.js'
 import { afterEach, beforeEach, expect, it } from 'vitest'
+import { fromPg } from '../src/index.js'
 import { createCcTables, outboxCount, pgTestDb, startCapture, type TestDb, until } from './capture-helpers.js'
 import { describeService, pgDown, pgPool, uniquePrefix } from './services.js'
 
@@ -70,7 +70,12 @@ describeService(pgDown, 'listen: the reconnect backoff runs on the injected time
     }
     const got: string[] = []
     let reconnects = 0
-    const stop = await db.listen!(channel, (p) => got.push(p), () => reconnects++, { timers })
+    const stop = await db.listen!(
+      channel,
+      (p) => got.push(p),
+      () => reconnects++,
+      { timers },
+    )
     try {
       const pidOf = async () =>
         (
