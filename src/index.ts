@@ -43,6 +43,8 @@ export type {
   StockStatus,
 } from './projection/index.js'
 export { availabilityDate, projectStock, todayIn } from './projection/index.js'
+export type { CaptureProductColumn, CaptureRelated, CaptureTable } from './stock/capture-plan.js'
+export { capturePlan } from './stock/capture-plan.js'
 export { KEY_SEPARATOR, keyOf, parseKey } from './stock/keys.js'
 export type {
   MemorySource,

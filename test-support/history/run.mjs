@@ -396,6 +396,15 @@ export function startHistory(options = {}) {
     const restStart = Date.now()
     for (const c of live) {
       const t0 = Date.now()
+      if (process.env.STOCKCAST_HISTORY_DEBUG && !o.baseline) {
+        // Who holds outbox rows, and until when (a held row is a failed or unstored product's retry delay).
+        const leases = await admin.q(
+          pgDb
+            ? `SELECT lease_owner AS owner, count(*) AS n, max(EXTRACT(EPOCH FROM lease_until - clock_timestamp()) * 1000)::int AS ms FROM ${prefix}_outbox GROUP BY lease_owner`
+            : `SELECT lease_owner AS owner, count(*) AS n, max(TIMESTAMPDIFF(MICROSECOND, NOW(6), lease_until) DIV 1000) AS ms FROM ${prefix}_outbox GROUP BY lease_owner`,
+        )
+        log(`before drain ${c.name}: ${JSON.stringify(leases)}; ${JSON.stringify(await c.request('status'))}`)
+      }
       await c.request('drain', 60_000)
       if (process.env.STOCKCAST_HISTORY_DEBUG) log(`drain ${c.name}: ${Date.now() - t0} ms`)
     }

@@ -1,5 +1,5 @@
 import type { SqlDialect } from '@stockcast/sql'
-import { ConfigError, type StockSchema } from 'stockcast'
+import { ConfigError, capturePlan, type StockSchema } from 'stockcast'
 import { fieldOf, type ModelInfo, tableMatches } from './metadata.js'
 import { splitNamedParams } from './named-params.js'
 
@@ -72,27 +72,24 @@ export function planModels(schema: StockSchema, models: readonly ModelInfo[], di
     }
     return f
   }
-  const seen = new Set<string>()
   const unmapped: string[] = []
-  for (const s of schema.sources) {
-    const matched = models.filter((m) => tableMatches(s.table, m))
-    if (matched.length === 0 && !seen.has(s.table)) unmapped.push(s.table)
-    seen.add(s.table)
+  for (const captured of capturePlan(schema).values()) {
+    const matched = models.filter((m) => tableMatches(captured.table, m))
+    if (matched.length === 0) unmapped.push(captured.table)
+    const named = captured.related.map((r) => splitNamedParams(dialect, r.products))
     for (const m of matched) {
       const d = get(m)
-      if (!d.sourceTables.includes(s.table)) d.sourceTables.push(s.table)
-      const f = column(m, s.product, `source "${s.id}" (product)`)
-      if (!d.productFields.includes(f)) d.productFields.push(f)
-    }
-  }
-  for (const r of schema.related) {
-    const matched = models.filter((m) => tableMatches(r.table, m))
-    if (matched.length === 0 && !seen.has(r.table)) unmapped.push(r.table)
-    seen.add(r.table)
-    const { parts, names } = splitNamedParams(dialect, r.products)
-    for (const m of matched) {
-      const fields = names.map((n) => column(m, n, `related query on ${r.table} (parameter :${n})`))
-      get(m).related.push({ table: r.table, parts: frozenTemplate(parts), fields })
+      if (captured.productColumns.length > 0 && !d.sourceTables.includes(captured.table)) {
+        d.sourceTables.push(captured.table)
+      }
+      for (const p of captured.productColumns) {
+        const f = column(m, p.column, `source "${p.sources[0]}" (product)`)
+        if (!d.productFields.includes(f)) d.productFields.push(f)
+      }
+      for (const { parts, names } of named) {
+        const fields = names.map((n) => column(m, n, `related query on ${captured.table} (parameter :${n})`))
+        d.related.push({ table: captured.table, parts: frozenTemplate(parts), fields })
+      }
     }
   }
   const byName = new Map(models.map((m) => [m.name, m]))

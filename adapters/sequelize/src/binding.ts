@@ -1,6 +1,6 @@
 import type { SqlDialect } from '@stockcast/sql'
 import { rewriteNamedParams } from '@stockcast/sql'
-import { ConfigError, type StockSchema } from 'stockcast'
+import { ConfigError, capturePlan, type StockSchema } from 'stockcast'
 import type { SequelizeModelLike } from './types.js'
 
 /** A `related` declaration as one model sees it: its `:params` as the model's attribute names. */
@@ -67,7 +67,7 @@ export function modelTable(model: SequelizeModelLike): { schema: string | null; 
 function declaredTablesOf(model: SequelizeModelLike, schema: StockSchema, dialect: SqlDialect): string[] {
   const { schema: ms, name } = modelTable(model)
   const fold = (s: string | null) => (s === null ? null : dialect === 'mysql' ? s.toLowerCase() : s)
-  const declared = new Set<string>([...schema.tables, ...schema.related.map((r) => r.table)])
+  const declared = capturePlan(schema).keys()
   const exact: string[] = []
   const loose: string[] = []
   for (const table of declared) {
@@ -150,15 +150,16 @@ export function bindModel(model: SequelizeModelLike, schema: StockSchema, dialec
     if (!lookup.includes(a)) lookup.push(a)
     return a
   }
+  const plan = capturePlan(schema)
   for (const table of tables) {
+    const captured = plan.get(table)
     const productAttrs: string[] = []
-    for (const s of schema.sourcesForTable(table)) {
-      const a = use(attrOf(s.product, `the product column of source "${s.id}"`, table))
+    for (const p of captured?.productColumns ?? []) {
+      const a = use(attrOf(p.column, `the product column of source "${p.sources[0]}"`, table))
       if (!productAttrs.includes(a)) productAttrs.push(a)
     }
     const related: RelatedPlan[] = []
-    for (const r of schema.related) {
-      if (r.table !== table) continue
+    for (const r of captured?.related ?? []) {
       const params = rewriteNamedParams(dialect, r.products, () => '').params
       const attrs = params.map((p) => use(attrOf(p, `the :${p} parameter of its related query`, table)))
       related.push({ table, products: r.products, params, attrs, nullTolerant: NULL_TOLERANT.test(r.products) })

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import {
   backoffDelay,
   ConfigError,
+  capturePlan,
   every,
   InvalidInputError,
   type StockCache,
@@ -344,16 +345,17 @@ class MysqlCapture implements SqlChangeCapture {
     }
 
     for (const [table, r] of resolved) {
+      const captured = capturePlan(this.#schema).get(table)
       const productColumns: ProductColumn[] = []
-      for (const s of this.#schema.sourcesForTable(table)) {
-        const c = r.columns.get(s.product.toLowerCase())
-        if (c === undefined || productColumns.some((p) => p.col === q(s.product))) continue
-        productColumns.push({ col: q(s.product), text: TEXT_TYPES.has(c.dt) })
+      for (const { column } of captured?.productColumns ?? []) {
+        const c = r.columns.get(column.toLowerCase())
+        if (c === undefined || productColumns.some((p) => p.col === q(column))) continue
+        productColumns.push({ col: q(column), text: TEXT_TYPES.has(c.dt) })
       }
       const related: RelatedPlan[] = []
       let relatedOk = true
-      this.#schema.related.forEach((rel, i) => {
-        if (rel.table !== table) return
+      for (const rel of captured?.related ?? []) {
+        const i = rel.index
         const asNew = rewriteNamedParams('mysql', rel.products, (name) => `NEW.${q(name)}`)
         const asOld = rewriteNamedParams('mysql', rel.products, (name) => `OLD.${q(name)}`)
         const probe = rewriteNamedParams('mysql', rel.products, () => 'NULL')
@@ -367,7 +369,7 @@ class MysqlCapture implements SqlChangeCapture {
           params: asNew.params.map((p) => q(p)),
           index: i,
         })
-      })
+      }
       if (!relatedOk) continue
       let floorKey: string | null = null
       if (related.length === 0) {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import {
   backoffDelay,
   ConfigError,
+  capturePlan,
   every,
   InvalidInputError,
   type StockCache,
@@ -300,14 +301,14 @@ class PostgresCapture implements SqlChangeCapture {
     }
     const tables: TablePlan[] = []
     for (const [table, r] of resolved) {
-      const productColumns = [...new Set(this.#schema.sourcesForTable(table).map((s) => s.product))]
+      const captured = capturePlan(this.#schema).get(table)
+      const productColumns = (captured?.productColumns ?? []).map((p) => p.column)
       const related: RelatedPlan[] = []
-      this.#schema.related.forEach((rel, i) => {
-        if (rel.table !== table) return
+      for (const rel of captured?.related ?? []) {
         const rewritten = rewriteNamedParams('postgres', rel.products, (name) => `${q('__sc_changed')}.${q(name)}`)
-        for (const p of rewritten.params) needColumn(table, p, `parameter :${p} of related[${i}].products`)
+        for (const p of rewritten.params) needColumn(table, p, `parameter :${p} of related[${rel.index}].products`)
         related.push({ query: rewritten.sql, params: rewritten.params })
-      })
+      }
       const fnName = this.#fnName(table)
       const plan: TablePlan = {
         table,
