@@ -63,7 +63,11 @@ export interface OutboxListenerOptions {
   batchSize?: number
   /** A catch-up scan runs this often even without a wake-up, ms. @default 5000 */
   scanMs?: number
-  /** First delay before a failed batch, or a product whose recompute failed, is tried again (doubles). @default 200 */
+  /**
+   * First delay before a failed batch, or a product whose recompute failed, is tried again (doubles per failure).
+   * A product whose value the shared store did not take (another instance's write won) is retried after this
+   * delay every time: that is contention, not a failure. @default 200
+   */
   retryMs?: number
   /** Longest retry delay, ms. @default 30_000 */
   maxRetryMs?: number
@@ -245,7 +249,7 @@ interface Held {
   /** The highest id the cache has been marked with for this product: rows up to it need no new mark. */
   maxId: number
   kind: HeldKind
-  /** Failed attempts so far (the retry delay grows with it). */
+  /** Failed attempts so far (a failed product's retry delay grows with it). */
   attempt: number
   /** When the lease ends and the rows are claimable again (this consumer's clock). */
   until: number
@@ -257,8 +261,9 @@ interface Held {
  * source of a product is re-read, so a transaction whose rows span several statements is never served half-applied,
  * and a change another consumer took is never lost by merging with cached inputs), then
  * `flush({ units })` and deletes the rows of the units it reports `settled`. The rows of the other units stay leased
- * for a growing retry delay (failed, or a shared store that refused the value) or until the `disableCacheTemporarily`
- * block that deferred them has settled (`afterBulk`); other products go on meanwhile.
+ * for a retry delay (failed: growing with each failure; a shared store that refused the value: `retryMs`, as a
+ * growing delay there outlived the contention that caused it by up to `maxRetryMs`) or until the
+ * `disableCacheTemporarily` block that deferred them has settled (`afterBulk`); other products go on meanwhile.
  *
  * The consumer is attached to the cache as a `MarkSource`: `cache.status().oldestUnprocessedMs` includes the age of
  * the oldest outbox row (measured at every batch, growing between measurements), and a `disableCacheTemporarily`
@@ -383,7 +388,10 @@ class Consumer implements OutboxConsumer, MarkSource {
   // ---------------------------------------------------------------- OutboxListener
 
   status(): ListenerStatus {
-    return { running: this.#running, ...this.#status, oldestUnprocessedMs: this.oldestUnprocessedMs() }
+    const held = { failed: 0, unstored: 0, deferred: 0 }
+    const now = this.#clock.now()
+    for (const h of this.#held.values()) if (h.kind === 'deferred' || h.until > now) held[h.kind]++
+    return { running: this.#running, ...this.#status, oldestUnprocessedMs: this.oldestUnprocessedMs(), held }
   }
 
   wake(): void {
@@ -610,8 +618,7 @@ class Consumer implements OutboxConsumer, MarkSource {
       const kind: HeldKind = deferred.has(p) ? 'deferred' : !failed.has(p) && unstored.has(p) ? 'unstored' : 'failed'
       const previous = this.#held.get(p)
       const attempt = kind === 'deferred' ? 0 : (previous?.attempt ?? -1) + 1
-      // A deferred product waits for its bulk block (afterBulk), at most one lease.
-      const delay = kind === 'deferred' ? this.#o.leaseMs : backoffDelay(attempt, this.#o.retryMs, this.#o.maxRetryMs)
+      const delay = this.#holdMs(kind, attempt)
       this.#held.set(p, {
         owner,
         ids: g.ids,
@@ -675,7 +682,7 @@ class Consumer implements OutboxConsumer, MarkSource {
         this.#held.delete(p)
       } else if (!stillDeferred.has(p)) {
         h.kind = unstored.has(p) ? 'unstored' : 'failed'
-        h.until = now + backoffDelay(h.attempt, this.#o.retryMs, this.#o.maxRetryMs)
+        h.until = now + this.#holdMs(h.kind, h.attempt)
         o.retry.push(...h.ids)
       }
     }
@@ -683,6 +690,18 @@ class Consumer implements OutboxConsumer, MarkSource {
       this.#status.processed += await this.#dialect.delete(this.#db, owner, o.done)
       await this.#dialect.hold(this.#db, owner, o.retry, backoffDelay(0, this.#o.retryMs, this.#o.maxRetryMs))
     }
+  }
+
+  /**
+   * How long rows of a product stay leased to this consumer after its batch. A deferred product waits for its bulk
+   * block (afterBulk), at most one lease. A failed one backs off. An unstored one lost a race with another
+   * instance's write: it is retried after `retryMs` each time, since under contention such races repeat and a
+   * growing delay held the rows (and kept every strong read recomputing) for up to `maxRetryMs` after it ended.
+   */
+  #holdMs(kind: HeldKind, attempt: number): number {
+    if (kind === 'deferred') return this.#o.leaseMs
+    if (kind === 'unstored') return backoffDelay(0, this.#o.retryMs, this.#o.maxRetryMs)
+    return backoffDelay(attempt, this.#o.retryMs, this.#o.maxRetryMs)
   }
 
   /**

@@ -59,6 +59,11 @@ export interface ListenerStatus {
   /** Reconnects after a lost connection (PostgreSQL). */
   reconnects: number
   lastError: Error | null
+  /**
+   * Products whose rows this listener holds back: `failed` (the recompute failed) and `unstored` (the shared store
+   * did not take the value) until their retry delay ends, `deferred` until a `disableCacheTemporarily` block settles.
+   */
+  held: { failed: number; unstored: number; deferred: number }
 }
 
 /** A running outbox consumer. */
