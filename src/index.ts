@@ -55,6 +55,7 @@ export type {
 } from './stock/memory-source.js'
 export { memorySource } from './stock/memory-source.js'
 export type {
+  BusState,
   Clock,
   DistributedLock,
   InvalidationBus,

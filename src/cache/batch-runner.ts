@@ -149,6 +149,7 @@ export class BatchRunner<V extends Versioned> {
       // instance has seen for the unit (whose read was earlier): a later read never carries a lower version.
       batch.startSeq = d.marks.seq
       const startVersion = d.versions.stamp()
+      const generation = d.l1.generation
       const requests: Array<LoadRequest<V>> = locked.map((unit) => {
         const u = d.marks.units.get(unit)
         const previous = d.l1.peek(unit)
@@ -211,7 +212,9 @@ export class BatchRunner<V extends Versioned> {
         const before = new Map<string, V | undefined>()
         for (const [key, value] of w.values) {
           before.set(key, d.l1.peek(key)?.value)
-          if (d.freshness.accepts(value)) d.l1.set(key, value, epoch, key === w.unit ? w.extra : undefined)
+          if (d.freshness.accepts(value)) {
+            d.l1.set(key, value, epoch, key === w.unit ? w.extra : undefined, generation)
+          }
         }
         previous.set(w.unit, before)
       }

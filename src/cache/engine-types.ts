@@ -40,8 +40,9 @@ export interface FlushOptions {
 /** Where the engine reports what happens. */
 export interface EngineHooks<V> {
   error(error: StockcastError, operation: string, unit?: string): void
-  degraded(error: StoreUnavailableError): void
-  recovered(): void
+  /** L2 failed (reads fall through to L3), or the bus lost its connection (nothing is served from L1). */
+  degraded(tier: 'l2' | 'bus', error: StockcastError): void
+  recovered(tier: 'l2' | 'bus'): void
   /** A unit's new values, with what L1 held for each key before. */
   computed(unit: string, values: ReadonlyMap<string, V>, previous: ReadonlyMap<string, V | undefined>): void
 }

@@ -1,6 +1,6 @@
 import { ClosedError, InvalidInputError, StockcastError } from '../errors.js'
 import { BulkMode } from '../invalidation/bulk.js'
-import type { MarkSource } from '../invalidation/contracts.js'
+import type { BusState, MarkSource } from '../invalidation/contracts.js'
 import { KeyedLocks } from '../invalidation/locks.js'
 import { MarkTable } from '../invalidation/marks.js'
 import { FlushScheduler } from '../invalidation/scheduler.js'
@@ -43,6 +43,8 @@ export class CacheEngine<V extends Versioned> {
   readonly #onClose: Array<() => void | Promise<void>> = []
   #unsubscribe: Promise<() => Promise<void>> | undefined
   #closed = false
+  /** The bus reported a lost connection (or could not subscribe): L1 is suspended. */
+  #busDown = false
 
   constructor(o: EngineOptions<V>) {
     this.#o = o
@@ -67,11 +69,11 @@ export class CacheEngine<V extends Versioned> {
               onError: (error) => this.#error(error, 'l2'),
               onDegraded: (error) => {
                 this.metrics.degraded++
-                o.hooks.degraded(error)
+                o.hooks.degraded('l2', error)
               },
               onRecovered: () => {
                 this.metrics.recovered++
-                o.hooks.recovered()
+                o.hooks.recovered('l2')
               },
               now: () => o.clock.now(),
               setTimer: (fn, ms) => o.timers.setTimeout(fn, ms),
@@ -123,10 +125,24 @@ export class CacheEngine<V extends Versioned> {
       () => this.#flushPending(),
     )
     if (o.bus !== undefined) {
-      this.#unsubscribe = o.bus.subscribe((msg) => {
-        if (msg.origin === this.#origin || this.#closed) return
-        for (const p of msg.products) this.l1.dropOlder(p, msg.version)
-      })
+      this.#unsubscribe = o.bus.subscribe(
+        (msg) => {
+          if (msg.origin === this.#origin || this.#closed) return
+          for (const p of msg.products) this.l1.dropOlder(p, msg.version)
+        },
+        (state, cause) => this.#busState(state, cause),
+      )
+      // Until the subscription holds, peers' messages would be missed: L1 keeps nothing (reads go to L2 / L3).
+      this.l1.suspend()
+      this.#unsubscribe.then(
+        () => {
+          if (!this.#busDown) this.l1.resume()
+        },
+        () => {
+          // No subscription: L1 stays empty (correct, slower); the error is reported below.
+          this.#busDown = true
+        },
+      )
       this.#unsubscribe.catch((cause) =>
         this.#error(new StockcastError(`invalidation bus subscribe failed: ${messageOf(cause)}`, { cause }), 'bus'),
       )
@@ -396,6 +412,36 @@ export class CacheEngine<V extends Versioned> {
       lockWaits: this.locks.waits,
       freshnessLagMs: this.oldestUnprocessedMs(),
     })
+  }
+
+  /** True while the bus reports that peers' messages may be lost (L1 serves nothing meanwhile). */
+  get busDegraded(): boolean {
+    return this.#busDown
+  }
+
+  /**
+   * The bus lost its connection: peers' invalidations may be lost from now on, so L1 keeps nothing and serves
+   * nothing until it has recovered, and then nothing read before (a read that straddles the outage is not kept).
+   */
+  #busState(state: BusState, cause?: Error): void {
+    if (this.#closed) return
+    if (state === 'degraded') {
+      if (this.#busDown) return
+      this.#busDown = true
+      this.l1.suspend()
+      this.metrics.degraded++
+      const error = new StockcastError(
+        `invalidation bus degraded: ${cause?.message ?? 'connection lost'}; L1 serves nothing until it recovers`,
+        cause === undefined ? {} : { cause },
+      )
+      this.#o.hooks.degraded('bus', error)
+    } else if (state === 'recovered') {
+      if (!this.#busDown) return
+      this.#busDown = false
+      this.l1.resume()
+      this.metrics.recovered++
+      this.#o.hooks.recovered('bus')
+    }
   }
 
   #publish(units: readonly string[], version: number): void {

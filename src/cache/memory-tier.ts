@@ -33,6 +33,8 @@ export class MemoryTier<V extends Versioned> {
   readonly lru: LRUCache<string, L1Entry<V>>
   readonly #others = new Map<string, Set<string>>()
   readonly #unitOf: (key: string) => string
+  #generation = 0
+  #suspended = false
 
   constructor(o: MemoryTierOptions) {
     this.#unitOf = o.unitOf
@@ -69,8 +71,39 @@ export class MemoryTier<V extends Versioned> {
     return others === undefined ? [unit] : [unit, ...others]
   }
 
-  /** Write unless a newer value is held; `extra` is kept from the held entry when the version is the same. */
-  set(key: string, value: V, epoch: number, extra?: unknown): boolean {
+  /**
+   * Bumped whenever L1 stops being trustworthy (its bus lost or regained its connection). A writer reads it before
+   * its read starts and passes it to `set`: a value read before the bump is not kept.
+   */
+  get generation(): number {
+    return this.#generation
+  }
+
+  /** True while writes are refused (the bus is down: peers' invalidations may be lost). */
+  get suspended(): boolean {
+    return this.#suspended
+  }
+
+  /** Drop everything and keep nothing until `resume()`. */
+  suspend(): void {
+    this.#suspended = true
+    this.#generation++
+    this.clear()
+  }
+
+  /** Keep values again, but only those read from now on. */
+  resume(): void {
+    this.#suspended = false
+    this.#generation++
+    this.clear()
+  }
+
+  /**
+   * Write unless a newer value is held; `extra` is kept from the held entry when the version is the same. Refused
+   * while suspended, or when `generation` (read before the value was) is not the current one.
+   */
+  set(key: string, value: V, epoch: number, extra?: unknown, generation?: number): boolean {
+    if (this.#suspended || (generation !== undefined && generation !== this.#generation)) return false
     const cur = this.peek(key)
     if (
       cur !== undefined &&

@@ -84,10 +84,11 @@ export class TieredRead<V extends Versioned> {
     }
     d.metrics.l1Misses++
     if (d.l2 !== undefined && !options.skipL2) {
+      const generation = d.l1.generation
       const entry = (await d.l2.getMany([key])).get(key)
       if (entry !== undefined && d.freshness.accepts(entry.value) && !d.marks.isDirty(unit)) {
         const value = d.adopt(entry.value)
-        d.l1.set(key, value, d.freshness.current())
+        d.l1.set(key, value, d.freshness.current(), undefined, generation)
         return value
       }
     }
@@ -123,12 +124,13 @@ export class TieredRead<V extends Versioned> {
     }
     if (options.allowStale && toCompute.length + misses.length > 0 && !d.bulk.active) d.schedule()
     if (misses.length > 0 && d.l2 !== undefined && !options.skipL2) {
+      const generation = d.l1.generation
       const found = await d.l2.getMany(misses)
       for (const key of misses) {
         const entry = found.get(key)
         if (entry !== undefined && d.freshness.accepts(entry.value) && !d.marks.isDirty(d.unitOf(key))) {
           const value = d.adopt(entry.value)
-          d.l1.set(key, value, d.freshness.current())
+          d.l1.set(key, value, d.freshness.current(), undefined, generation)
           out.set(key, value)
         } else toCompute.push(key)
       }

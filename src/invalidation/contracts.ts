@@ -15,10 +15,23 @@ export interface InvalidationMessage {
   origin: string
 }
 
-/** Pub/sub between instances: peers drop L1 entries older than the announced version. */
+/**
+ * What a bus says about its own delivery: `degraded` when peers' messages may be lost from now on (its connection
+ * went away), `recovered` once they are delivered again.
+ */
+export type BusState = 'degraded' | 'recovered'
+
+/**
+ * Pub/sub between instances: peers drop L1 entries older than the announced version. Delivery is at most once: a
+ * message lost while a subscriber is connected cannot be noticed, so a bus reports the outages it can see through
+ * `onState`, and the cache then serves nothing from L1 until the bus has recovered (and nothing it read before).
+ */
 export interface InvalidationBus {
   publish(message: InvalidationMessage): Promise<void>
-  subscribe(handler: (message: InvalidationMessage) => void): Promise<() => Promise<void>>
+  subscribe(
+    handler: (message: InvalidationMessage) => void,
+    onState?: (state: BusState, cause?: Error) => void,
+  ): Promise<() => Promise<void>>
 }
 
 /** A source of marks that can be asked what is still unprocessed (the SQL adapter's outbox). */

@@ -7,6 +7,7 @@ import type { Clock, Timers } from '../util/timers.js'
 import type { StockSchema } from './schema.js'
 
 export type {
+  BusState,
   DistributedLock,
   InvalidationBus,
   InvalidationMessage,

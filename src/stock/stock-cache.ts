@@ -156,8 +156,8 @@ class StockCacheImpl implements StockCache {
       hooks: {
         error: (error, operation, product) =>
           emit('error', product === undefined ? { error, operation } : { error, operation, product }),
-        degraded: (error) => emit('degraded', { tier: 'l2', error }),
-        recovered: () => emit('recovered', { tier: 'l2' }),
+        degraded: (tier, error) => emit('degraded', { tier, error }),
+        recovered: (tier) => emit('recovered', { tier }),
         computed: (product, values, previous) => emitComputed(emit, engine!.metrics, product, values, previous),
       },
     })
@@ -382,6 +382,7 @@ class StockCacheImpl implements StockCache {
       oldestUnprocessedMs: e.oldestUnprocessedMs(),
       inFlight: e.runner.running,
       degraded: e.l2?.degraded ?? false,
+      busDegraded: e.busDegraded,
       storeDebt: e.l2?.debt ?? 0,
       bulkDepth: e.bulk.depth,
       l1Size: e.l1.size,

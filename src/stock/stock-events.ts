@@ -47,15 +47,16 @@ export interface ErrorEvent {
  *   `CRITICAL`, compared with the value this instance held before. Never for the first value an instance computes
  *   for a key (after a restart, or once evicted), so restarts and midnights do not repeat them.
  * - `stockout`: the `stockout` transitions, with the date (kept for existing listeners).
- * - `error`, `degraded`, `recovered`.
+ * - `error`; `degraded` / `recovered` with `tier`: `'l2'` (the shared store failed: reads fall through to the sources
+ *   until a background probe succeeds) or `'bus'` (the bus lost its connection: L1 serves nothing until it is back).
  */
 export type StockCacheEvents = {
   updated: UpdatedEvent
   stockout: StockoutEvent
   transition: TransitionEvent
   error: ErrorEvent
-  degraded: { tier: 'l2'; error: StockcastError }
-  recovered: { tier: 'l2' }
+  degraded: { tier: 'l2' | 'bus'; error: StockcastError }
+  recovered: { tier: 'l2' | 'bus' }
 }
 
 type Emit = <K extends keyof StockCacheEvents>(type: K, event: StockCacheEvents[K]) => void

@@ -69,6 +69,8 @@ export interface StockCacheStatus {
   inFlight: number
   /** L2 failed and is bypassed until it recovers. */
   degraded: boolean
+  /** The bus reported a lost connection: L1 serves and keeps nothing until it recovers (reads go to L2 / L3). */
+  busDegraded: boolean
   /** L2 keys that must be deleted before L2 is trusted again. */
   storeDebt: number
   /** Nesting depth of `disableCacheTemporarily`. */

@@ -1,3 +1,7 @@
+export type { RedisBus, RedisBusOptions } from './bus.js'
+export { redisBus } from './bus.js'
 export type { RedisLike } from './keys.js'
+export type { RedisLockOptions } from './lock.js'
+export { redisLock } from './lock.js'
 export type { RedisStore, RedisStoreOptions } from './store.js'
 export { redisStore } from './store.js'
