@@ -1,4 +1,4 @@
-import type { StockcastError, StoreUnavailableError } from '../errors.js'
+import type { StockcastError } from '../errors.js'
 import type { DistributedLock, InvalidationBus } from '../invalidation/contracts.js'
 import type { AfterCommitTransaction, TransactionScope } from '../invalidation/scope.js'
 import type { Clock, Timers } from '../util/timers.js'

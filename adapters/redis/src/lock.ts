@@ -8,6 +8,7 @@ import {
   type Timers,
 } from 'stockcast'
 import { assertClient, checkPrefix, type RedisLike, redisKey, wellFormed } from './keys.js'
+import { withTimeout } from './timeout.js'
 
 export interface RedisLockOptions {
   /** Lock keys are `prefix{product}`. @default 'stockcast:lock:' */
@@ -18,7 +19,13 @@ export interface RedisLockOptions {
    * @default 30_000
    */
   ttlMs?: number
-  /** Runs the pauses between attempts. @default stockcast's `defaultTimers` */
+  /**
+   * An attempt that gets no answer within this many ms counts as Redis being unreachable. @default 1000
+   */
+  timeoutMs?: number
+  /** Called when Redis could not be asked (the lock was skipped). @default ignore */
+  onUnavailable?: (error: Error, key: string) => void
+  /** Runs the pauses between attempts and the call timeouts. @default stockcast's `defaultTimers` */
   timers?: Timers
 }
 
@@ -35,7 +42,9 @@ const messageOf = (e: unknown) => (e instanceof Error ? e.message : String(e))
 /**
  * A per-product lock over Redis (`SET key token NX PX ttl`; released by a script that deletes the key only while it
  * holds the owner's token), so that one instance at a time recomputes a product. Waiters retry with a short jittered
- * backoff (5 ms doubling to 100 ms) until `timeoutMs`, then fail with `LockTimeoutError`.
+ * backoff (5 ms doubling to 100 ms) until `timeoutMs`, then fail with `LockTimeoutError`. While Redis cannot be
+ * reached (an error, or no answer within `timeoutMs` of the options), `acquire` resolves at once without the lock:
+ * instances may then recompute a product at the same time, which costs work, not correctness (versions decide).
  *
  * @example
  * ```ts
@@ -56,6 +65,16 @@ export function redisLock(redis: RedisLike, options: RedisLockOptions = {}): Dis
       option: 'timers',
     })
   }
+  const callTimeoutMs = options.timeoutMs ?? 1000
+  if (!(Number.isFinite(callTimeoutMs) && callTimeoutMs > 0)) {
+    throw new ConfigError(`redisLock: timeoutMs must be a positive number, got ${String(callTimeoutMs)}`, {
+      option: 'timeoutMs',
+    })
+  }
+  if (options.onUnavailable !== undefined && typeof options.onUnavailable !== 'function') {
+    throw new ConfigError('redisLock: onUnavailable must be a function', { option: 'onUnavailable' })
+  }
+  const onUnavailable = options.onUnavailable
   const client = redis as ScriptClient
   if (typeof client.stockcastUnlock !== 'function') {
     redis.defineCommand('stockcastUnlock', { numberOfKeys: 1, lua: RELEASE })
@@ -70,30 +89,31 @@ export function redisLock(redis: RedisLike, options: RedisLockOptions = {}): Dis
       const rk = redisKey(prefix, key)
       const token = randomBytes(12).toString('base64url')
       const deadline = Date.now() + timeoutMs
-      let lastError: unknown
       for (let attempt = 0; ; attempt++) {
+        let answer: unknown
         try {
-          if ((await redis.set(rk, token, 'PX', ttlMs, 'NX')) === 'OK') {
-            let released = false
-            return async () => {
-              if (released) return
-              released = true
-              // Best effort: if Redis is unreachable the lock ends with its ttl.
-              await client.stockcastUnlock(rk, token).catch(() => {})
-            }
-          }
+          answer = await withTimeout(redis.set(rk, token, 'PX', ttlMs, 'NX'), callTimeoutMs, timers, 'redisLock')
         } catch (e) {
-          lastError = e
+          // Redis cannot be asked: go on without the lock rather than fail the read. It only spares duplicate
+          // recomputes; the store keeps the highest version whoever writes last.
+          const error = e instanceof Error ? e : new Error(messageOf(e))
+          onUnavailable?.(error, key)
+          return async () => {}
+        }
+        if (answer === 'OK') {
+          let released = false
+          return async () => {
+            if (released) return
+            released = true
+            // Best effort: if Redis is unreachable the lock ends with its ttl.
+            await withTimeout(client.stockcastUnlock(rk, token), callTimeoutMs, timers, 'redisLock').catch(() => {})
+          }
         }
         const left = deadline - Date.now()
         if (left <= 0) {
-          const why = lastError === undefined ? 'another instance holds it' : `Redis: ${messageOf(lastError)}`
           throw new LockTimeoutError(
-            `redisLock: lock of ${JSON.stringify(key)} not acquired within ${timeoutMs} ms (${why})`,
-            {
-              productId: key,
-              ...(lastError === undefined ? {} : { cause: lastError }),
-            },
+            `redisLock: lock of ${JSON.stringify(key)} not acquired within ${timeoutMs} ms (another instance holds it)`,
+            { productId: key },
           )
         }
         await sleep(Math.min(left, backoffDelay(attempt, 5, 100) * (0.5 + Math.random())))
