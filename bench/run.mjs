@@ -20,6 +20,7 @@ const scripts = [
   'sql-freshness.mjs',
   'sequelize.mjs',
   'prisma.mjs',
+  'redis.mjs',
 ]
 
 const cpu = cpus()

@@ -3,7 +3,10 @@
 // PostgreSQL or MariaDB, faults injected, every read judged against the replayed commit history.
 //
 //   node scripts/history-check.mjs --db postgres|mysql --seconds 60 --writers 5 --caches 3 [--products 40]
-//     [--batches 12] [--seed N] [--no-faults] [--baseline] [--unlocked-batches] [--json]
+//     [--batches 12] [--seed N] [--no-faults] [--baseline] [--unlocked-batches] [--redis] [--json]
+//
+// --redis: the caches share a Redis store, bus and lock (@stockcast/redis, a redis-server the run starts on a free
+// port and kills and restarts mid-run), L1 without a ttl.
 //
 // --baseline: the writers alone on tables without the capture (no triggers, no caches): their errors, if any, are
 // the workload's own, not the capture's. --unlocked-batches: picking items change without locking their batch's
@@ -25,6 +28,7 @@ const { values } = parseArgs({
     'no-faults': { type: 'boolean', default: false },
     baseline: { type: 'boolean', default: false },
     'unlocked-batches': { type: 'boolean', default: false },
+    redis: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
   },
 })
@@ -43,6 +47,7 @@ const run = startHistory({
   faults: !values['no-faults'],
   baseline: values.baseline,
   lockBatches: !values['unlocked-batches'],
+  redis: values.redis,
   log: (line) => console.error(`[history] ${line}`),
 })
 // Interrupted: the child processes and the run's tables go too.

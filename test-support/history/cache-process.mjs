@@ -48,15 +48,35 @@ const schema = defineStockSchema(schemaSpec(cfg.prefix))
 // A short lease: the rows a killed listener had claimed come back to the others after it (30 s by default), and the
 // at-rest check waits for them.
 const capture = sqlChangeCapture(db, schema, { prefix: cfg.prefix, leaseMs: cfg.leaseMs ?? 5000 })
-const store = sqlStore(db, { table: t.store, create: false })
+// With a Redis URL: the Redis store, bus and lock (several instances as the Redis adapter's README sets them up).
+let shared = { store: sqlStore(db, { table: t.store, create: false }) }
+let redis
+if (cfg.redisUrl) {
+  const { default: Redis } = await import('ioredis')
+  const { redisBus, redisLock, redisStore } = await import('@stockcast/redis')
+  redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: 1 })
+  redis.on('error', () => {})
+  shared = {
+    store: redisStore(redis, { prefix: `${cfg.prefix}:`, timeoutMs: 500 }),
+    bus: redisBus(redis, { channel: `${cfg.prefix}:bus` }),
+    lock: redisLock(redis, { prefix: `${cfg.prefix}:lock:`, timeoutMs: 500 }),
+  }
+}
 const cache = createStockCache({
   schema,
   reader: sqlReader(db, schema),
-  store,
+  ...shared,
   pendingMarks: capture,
   memory: { ttl: cfg.ttlMs },
 })
 const cacheErrors = {}
+const tierEvents = {}
+for (const type of ['degraded', 'recovered']) {
+  cache.on(type, (e) => {
+    const k = `${type} ${e.tier}`
+    tierEvents[k] = (tierEvents[k] ?? 0) + 1
+  })
+}
 cache.on('error', (e) => {
   const code = String(e?.error?.code ?? e?.code ?? e?.error?.name ?? 'error')
   cacheErrors[code] = (cacheErrors[code] ?? 0) + 1
@@ -177,12 +197,15 @@ const handlers = {
           : { ...s, lastError: s.lastError === null ? null : `${s.lastError.name}: ${s.lastError.message}` },
       metrics: cache.metrics(),
       cacheErrors,
+      tierEvents,
+      busDegraded: cache.status().busDegraded,
     }
   },
   async exit() {
     clearInterval(flusher)
     await listener?.stop().catch(() => {})
     await cache.close().catch(() => {})
+    redis?.disconnect()
     await pool.end().catch(() => {})
     return {}
   },

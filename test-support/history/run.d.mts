@@ -27,6 +27,13 @@ export interface HistoryOptions {
   lockBatches?: boolean
   /** Widening of every read window, ms. @default 1 */
   slackMs?: number
+  /**
+   * The caches share a Redis store, bus and lock (a redis-server of the run's own; L1 without ttl), and the run kills
+   * Redis at `redisKillAt` (fraction of the write time) and restarts it `redisDownMs` later. @default false
+   */
+  redis?: boolean
+  redisKillAt?: number
+  redisDownMs?: number
   log?: (line: string) => void
 }
 
@@ -73,9 +80,14 @@ export interface HistoryResult {
     replacements: Array<{ proc: string; readyAtMs: number }>
     terminations: Array<{ atMs: number; procs: string[]; n: number }>
     terminated: number
+    redis: Array<{ downAtMs: number; upAtMs: number }>
   }
   crashes: Array<{ proc: string; exit: { code: number | null; signal: string | null }; stderr: string[] }>
   listeners: Array<Record<string, unknown>>
+  /** Per cache process: `degraded l2`, `recovered bus`, ... counts. */
+  tierEvents: Record<string, Record<string, number>>
+  /** Cache processes whose bus still reported degraded at rest. */
+  busDegradedAtRest: string[]
   violations: number
   summary: string
 }

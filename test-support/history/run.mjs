@@ -48,6 +48,11 @@ const DEFAULTS = {
   verifyEvery: 1,
   loops: { default: 2, strong: 2, many: 1 },
   maxExamples: 4,
+  // With redis: true the caches share a Redis store, bus and lock (a redis-server of the run's own, no L1 ttl: the
+  // bus alone keeps peers fresh), and the run kills Redis at redisKillAt and restarts it redisDownMs later.
+  redis: false,
+  redisKillAt: 0.6,
+  redisDownMs: 1500,
 }
 
 /** A forked child with request/reply over IPC, its stderr tail, and how it ended. */
@@ -132,6 +137,8 @@ export function startHistory(options = {}) {
   let cleaned
   let admin // the orchestrator's own connection (setup, faults, teardown)
   let pool // the orchestrator's SqlDb pool (capture install, store reads)
+  let redisServer // o.redis: the run's own redis-server
+  let redisClient // o.redis: the orchestrator's client (store reads at rest)
 
   const cleanup = () => {
     cleaned ??= (async () => {
@@ -159,6 +166,8 @@ export function startHistory(options = {}) {
       } finally {
         await pool?.end().catch(() => {})
         await admin?.close()
+        redisClient?.disconnect()
+        await redisServer?.close()
       }
     })()
     return cleaned
@@ -215,8 +224,19 @@ export function startHistory(options = {}) {
     }
     // A baseline run installs no capture: the same writers on bare tables (their own errors, if any, are the workload's).
     if (!o.baseline) await sqlChangeCapture(db, schema, { prefix }).install()
-    const store = sqlStore(db, { table: t.store })
+    let store = sqlStore(db, { table: t.store })
     if (!o.baseline) await store.install()
+    if (o.redis && !o.baseline) {
+      const { ownRedis } = await import('./redis-server.mjs')
+      const { default: Redis } = await import('ioredis')
+      const { redisStore } = await import('@stockcast/redis')
+      redisServer = await ownRedis()
+      redisClient = new Redis(redisServer.url, { maxRetriesPerRequest: 1 })
+      redisClient.on('error', () => {})
+      store = redisStore(redisClient, { prefix: `${prefix}:` })
+    }
+    // With a bus (Redis), L1 has no ttl: only the bus keeps peers fresh.
+    const ttlMs = o.redis ? 0 : o.ttlMs
     // The snapshot the history replays from: nothing writes before the writers start.
     const snapshot = {}
     for (const table of TABLE_KEYS) {
@@ -238,7 +258,8 @@ export function startHistory(options = {}) {
         prefix,
         appName: `${prefix}_${name}`,
         listen,
-        ttlMs: o.ttlMs,
+        ttlMs,
+        redisUrl: redisServer?.url,
         poolSize: o.poolSize,
         productList: products,
         seed: seed + name.charCodeAt(1) * 7919 + name.length,
@@ -326,7 +347,21 @@ export function startHistory(options = {}) {
     log(`writing for ${o.seconds} s: ${o.writers} writers x ${o.writerConnections} connections, seed ${seed}`)
     for (const c of readers) c.proc.send({ t: 'read', id: 0 })
     for (const w of writers) w.proc.send({ t: 'go' })
-    const faults = { killed: [], replacements: [], terminations: [], terminated: 0 }
+    const faults = { killed: [], replacements: [], terminations: [], terminated: 0, redis: [] }
+    // Redis killed and restarted while everything runs (alongside the other faults).
+    const redisFault =
+      o.faults && redisServer !== undefined
+        ? (async () => {
+            await at(o.redisKillAt * W)
+            await redisServer.stop()
+            const downAt = Date.now() - t0
+            log(`redis-server killed at ${(downAt / 1000).toFixed(1)} s`)
+            await sleep(o.redisDownMs)
+            await redisServer.start()
+            faults.redis.push({ downAtMs: downAt, upAtMs: Date.now() - t0 })
+            log(`redis-server restarted at ${((Date.now() - t0) / 1000).toFixed(1)} s`)
+          })()
+        : undefined
     const terminate = async (targets, when) => {
       let n = 0
       if (pgDb) {
@@ -373,6 +408,7 @@ export function startHistory(options = {}) {
         await terminate(i === 0 ? alive : alive.filter((c) => c.listen), Date.now() - t0)
       }
     }
+    await redisFault
     await at(W)
     for (const w of writers) w.proc.send({ t: 'stop' })
     await within(Promise.all(writers.map((w) => w.done)), 60_000, 'writers to finish')
@@ -409,7 +445,7 @@ export function startHistory(options = {}) {
       if (process.env.STOCKCAST_HISTORY_DEBUG) log(`drain ${c.name}: ${Date.now() - t0} ms`)
     }
     // Past the L1 ttl: a cache that did not consume a change may answer from its L1 only that long.
-    await sleep(o.ttlMs + 300)
+    await sleep(ttlMs + 300)
     const rest = new Map()
     for (const c of live) {
       const t0 = Date.now()
@@ -534,7 +570,8 @@ export function startHistory(options = {}) {
         baseline: o.baseline === true,
         products: o.products,
         batches: o.batches,
-        ttlMs: o.ttlMs,
+        ttlMs,
+        redis: o.redis === true,
       },
       commits: commits.length,
       commitsPerSecond: Math.round((commits.length * 1000) / writeMs),
@@ -559,6 +596,8 @@ export function startHistory(options = {}) {
       faults,
       crashes,
       listeners: [...statuses].map(([proc, s]) => ({ proc, ...s.listener, cacheErrors: s.cacheErrors })),
+      tierEvents: Object.fromEntries([...statuses].map(([proc, s]) => [proc, s.tierEvents])),
+      busDegradedAtRest: [...statuses].filter(([, s]) => s.busDegraded).map(([proc]) => proc),
     }
     result.violations =
       result.wrong.total +
@@ -612,6 +651,14 @@ export function formatSummary(r) {
       `${f.replacements.map((k) => `, replacement ${k.proc} reading at ${(k.readyAtMs / 1000).toFixed(1)} s`).join('')}; ` +
       `backends terminated ${f.terminated} (${f.terminations.map((x) => `${x.n} of ${x.procs.join('+')} at ${(x.atMs / 1000).toFixed(1)} s`).join(', ') || 'none'})`,
   )
+  if (c.redis) {
+    L.push(
+      `redis (store, bus, lock; L1 without ttl): killed ${f.redis.map((x) => `at ${(x.downAtMs / 1000).toFixed(1)} s, back at ${(x.upAtMs / 1000).toFixed(1)} s`).join(', ') || 'never'}; ` +
+        `tier events ${Object.entries(r.tierEvents)
+          .map(([p, e]) => `${p}: ${kv(e ?? {})}`)
+          .join('; ')}; bus degraded at rest: ${r.busDegradedAtRest.join(', ') || 'none'}`,
+    )
+  }
   const n = r.reads
   L.push(
     `reads checked: default ${n.default}, strong ${n.strong}, getMany values ${n.many}; read errors: ${kv(r.readErrors)}`,

@@ -123,7 +123,7 @@ function bySlot(redis: RedisLike, keys: readonly string[]): string[][] {
 /**
  * A shared L2 store on Redis (ioredis; one node or a Cluster). `getMany` is one `MGET` (per slot on a cluster,
  * sent at once); `setMany` is one Lua script per slot that writes each entry only if the key holds no higher
- * version, atomically. Any key fits (Redis keys are binary-safe); a key with an unpaired surrogate has no exact UTF-8
+ * version, atomically. `clear()` still works after `close()`. Any key fits (Redis keys are binary-safe); a key with an unpaired surrogate has no exact UTF-8
  * form and is never stored (always a miss). The client stays yours: `close()` does not quit it.
  *
  * @example
@@ -159,8 +159,10 @@ export function redisStore<V = StockProjection>(redis: RedisLike, options: Redis
   }
   let closed = false
 
-  const call = async <T>(what: string, fn: () => Promise<T>, ms = timeoutMs): Promise<T> => {
-    if (closed) throw new StoreUnavailableError(`redisStore(${prefix}): ${what} after close()`, { tier: 'l2' })
+  /** `admin`: works after `close()` too (a cache closes its store; a test's or a script's cleanup comes after). */
+  const call = async <T>(what: string, fn: () => Promise<T>, ms = timeoutMs, admin = false): Promise<T> => {
+    if (closed && !admin)
+      throw new StoreUnavailableError(`redisStore(${prefix}): ${what} after close()`, { tier: 'l2' })
     try {
       return await withTimeout(fn(), ms, timers, `redisStore(${prefix}): ${what}`)
     } catch (cause) {
@@ -257,6 +259,7 @@ export function redisStore<V = StockProjection>(redis: RedisLike, options: Redis
           ),
         // A scan of the whole keyspace: give it time.
         Math.max(timeoutMs, 60_000),
+        true,
       )
     },
 
