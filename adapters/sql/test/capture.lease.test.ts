@@ -38,7 +38,14 @@ for (const d of DIALECTS) {
       const cacheA = createStockCache({ schema, reader: chaosA })
       const listenerA = await captureA.listen(cacheA)
       await chaosA.stalled
-      const claimedAt = Date.now()
+      // Times are the database's (the lease is): A's owner and lease end, as the claim wrote them.
+      const outbox = t.quote(`${prefix}_outbox`)
+      const now = t.kind === 'mysql' ? 'NOW(3)' : 'clock_timestamp()'
+      // (PostgreSQL takes clock_timestamp() per row: each row has its own lease end.)
+      const leasesA = await t.sql(`SELECT id, lease_owner AS owner, lease_until AS until FROM ${outbox}`)
+      expect(leasesA).toHaveLength(products.length)
+      expect(new Set(leasesA.map((r) => r.owner)).size).toBe(1)
+      const ownerA = leasesA[0]!.owner
 
       // Consumer B (another process: its own capture and cache) finds nothing claimable meanwhile.
       const chaosB = stallingReader(sqlReader(t.db, schema))
@@ -47,12 +54,24 @@ for (const d of DIALECTS) {
       const captureB = sqlChangeCapture(t.db, schema, { prefix, leaseMs: 30_000, scanMs: 100, pollMs: 20 })
       const listenerB = await captureB.listen(cacheB)
       await sleep(LEASE / 2)
-      expect(Date.now() - claimedAt).toBeLessThan(LEASE)
-      expect(listenerB.status().batches).toBe(0)
+      const batchesB = listenerB.status().batches
+      // Read after B's status: while A's lease still runs by the database's clock, B cannot have claimed a row.
+      const [held] = await t.sql(`SELECT COUNT(*) AS n FROM ${outbox} WHERE lease_owner = ? AND lease_until > ${now}`, [
+        ownerA,
+      ])
+      if (Number(held!.n) === products.length) expect(batchesB).toBe(0)
 
-      // The lease ends: B claims the rows.
+      // The lease ends: B claims the rows, and not before A's lease ended (B's lease is its claim time + 30 s).
       await chaosB.stalled
-      expect(Date.now() - claimedAt).toBeGreaterThanOrEqual(LEASE - 50)
+      const minus30 = t.kind === 'mysql' ? 'lease_until - INTERVAL 30 SECOND' : "lease_until - interval '30 seconds'"
+      for (const a of leasesA) {
+        const [b] = await t.sql(
+          `SELECT lease_owner AS owner, CASE WHEN ${minus30} >= ? THEN 1 ELSE 0 END AS after FROM ${outbox} WHERE id = ?`,
+          [a.until, a.id],
+        )
+        expect(b!.owner).not.toBe(ownerA)
+        expect(Number(b!.after), `row ${String(a.id)}: claimed by B before A's lease ended`).toBe(1)
+      }
       // A comes back: its recompute finishes, its delete finds no row leased to it; B's rows stay.
       chaosA.release()
       await until(() => listenerA.status().batches >= 1 && cacheA.status().dirty === 0, 10_000, 'A to finish its batch')
