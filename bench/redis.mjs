@@ -61,7 +61,12 @@ export async function main() {
   const writer = createStockCache({ schema, reader: db.reader, store })
   await writer.getMany(keys)
   await writer.close()
-  const reader = createStockCache({ schema, reader: db.reader, store: redisStore(redis, { prefix }), memory: { max: 1 } })
+  const reader = createStockCache({
+    schema,
+    reader: db.reader,
+    store: redisStore(redis, { prefix }),
+    memory: { max: 1 },
+  })
   const rawKey = (k) => `${prefix}{${k}}`
   const rawText = await redis.get(rawKey(keys[0]))
   console.log(`entry size ${rawText.length} bytes (JSON projection with its header)`)
@@ -115,12 +120,18 @@ export async function main() {
 
   // Bus propagation between two processes.
   const channel = `bench-bus-${process.pid}`
-  const child = fork(fileURLToPath(import.meta.url), ['--bus-child'], { env: { ...process.env, BENCH_CHANNEL: channel } })
+  const child = fork(fileURLToPath(import.meta.url), ['--bus-child'], {
+    env: { ...process.env, BENCH_CHANNEL: channel },
+  })
   await new Promise((res) => child.once('message', res))
   const bus = redisBus(redis, { channel })
   const N = 2000
   for (let i = 0; i < N; i++) {
-    await bus.publish({ products: [keys[i % KEYS]], version: Math.round((performance.timeOrigin + performance.now()) * 1000), origin: 'bench' })
+    await bus.publish({
+      products: [keys[i % KEYS]],
+      version: Math.round((performance.timeOrigin + performance.now()) * 1000),
+      origin: 'bench',
+    })
     if (i % 10 === 0) await new Promise((res) => setTimeout(res, 1))
   }
   const result = new Promise((res) => child.on('message', (msg) => msg.lat && res(msg.lat)))
@@ -129,7 +140,16 @@ export async function main() {
   child.kill()
   printTable(
     ['bus: publish -> peer handler (2 processes)', 'messages', 'p50 ms', 'p99 ms', 'max ms', 'target p99'],
-    [['redisBus', String(lat.length), pct(lat, 50).toFixed(3), pct(lat, 99).toFixed(3), Math.max(...lat).toFixed(3), '< 5 ms']],
+    [
+      [
+        'redisBus',
+        String(lat.length),
+        pct(lat, 50).toFixed(3),
+        pct(lat, 99).toFixed(3),
+        Math.max(...lat).toFixed(3),
+        '< 5 ms',
+      ],
+    ],
   )
   await redis.quit()
 }

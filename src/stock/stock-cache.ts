@@ -171,7 +171,7 @@ class StockCacheImpl implements StockCache {
         'STOCKCAST_SHARED_STORE_WITHOUT_BUS',
         'stockcast: a shared store without a bus and without memory.ttl: this instance keeps its L1 values until its own ' +
           'marks invalidate them, so writes seen only by another instance reach it late. Add a bus (the bus option: an ' +
-          'InvalidationBus, e.g. over Redis pub/sub), set memory.ttl, or read with consistency: "strong".',
+          'InvalidationBus such as redisBus of @stockcast/redis), set memory.ttl, or read with consistency: "strong".',
       )
     }
   }
