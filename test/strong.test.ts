@@ -8,7 +8,8 @@ import {
   type Store,
   type StoreEntry,
 } from '../src/index.js'
-import { schema } from './helpers/fixtures.js'
+import { FakeTimers } from './helpers/fake-timers.js'
+import { FakeClock, schema } from './helpers/fixtures.js'
 
 let cache: StockCache | undefined
 afterEach(async () => {
@@ -192,5 +193,71 @@ describe('flush() report: unstored', () => {
     cache.on('error', () => {})
     cache.markDirty(['A'])
     expect(await cache.flush()).toEqual({ recomputed: 1, failed: [], deferred: [], unstored: [] })
+  })
+})
+
+describe('get(p, { atLeast }) with a token from another instance', () => {
+  const shared = (l2: Map<string, StoreEntry>): Store => ({
+    ...memoryStore({ map: l2 }),
+    capabilities: { shared: true },
+  })
+
+  it('is served as a strong read: the write behind the token is in the value, whichever instance recomputed it', async () => {
+    const db = memorySource(schema)
+    const outbox = new MemoryOutbox()
+    const l2 = new Map<string, StoreEntry>()
+    const a = createStockCache({
+      schema,
+      reader: db.reader,
+      store: shared(l2),
+      pendingMarks: outbox,
+      memory: { ttl: 60_000 },
+    })
+    const b = createStockCache({
+      schema,
+      reader: db.reader,
+      store: shared(l2),
+      pendingMarks: outbox,
+      memory: { ttl: 60_000 },
+    })
+    try {
+      db.insert('stock_movements', { product_code: 'A', quantity: '1' })
+      expect((await b.get('A')).stockToday).toBe(1)
+      // A writes and marks (an ORM hook after commit): the token goes to the client, which then reads through B.
+      db.insert('stock_movements', { product_code: 'A', quantity: '4' })
+      const token = a.markDirty('A')
+      await a.flush()
+      expect((await b.get('A')).stockToday).toBe(1) // B never saw the mark: a default read serves its L1
+      const checks = b.metrics().strongChecks
+      expect((await b.get('A', { atLeast: token })).stockToday).toBe(5)
+      expect(b.metrics().strongChecks).toBe(checks + 1)
+    } finally {
+      await a.close()
+      await b.close()
+    }
+  })
+
+  it("waits for this instance's clock to reach a token from a clock that runs ahead, instead of timing out", async () => {
+    const db = memorySource(schema)
+    db.insert('stock_movements', { product_code: 'A', quantity: '2' })
+    const clock = new FakeClock()
+    const timers = new FakeTimers(clock)
+    const b = createStockCache({ schema, reader: db.reader, clock, timers, waitTimeoutMs: 1000 })
+    try {
+      // Another instance's token, taken 40 ms ahead of this clock.
+      const token = (clock.ms + 40) * 1000 + 3
+      let done = false
+      const read = b.get('A', { atLeast: token }).then((v) => {
+        done = true
+        return v
+      })
+      await timers.advance(30)
+      expect(done).toBe(false)
+      await timers.advance(15)
+      expect(done).toBe(true)
+      expect((await read).stockToday).toBe(2)
+    } finally {
+      await b.close()
+    }
   })
 })

@@ -66,21 +66,40 @@ export class VersionClock {
     for (const w of ready) w.resolve()
   }
 
-  /** Resolve once `version` has been handed out; WaitTimeoutError after `timeoutMs`. */
+  /**
+   * Resolve once `version` has been handed out here or the clock has reached it (a token of another instance);
+   * WaitTimeoutError after `timeoutMs`.
+   */
   wait(version: number, timeoutMs: number, where: string): Promise<void> {
     if (typeof version !== 'number' || !Number.isFinite(version)) {
       return Promise.reject(new InvalidInputError(`${where}: atLeast must be a version number, got ${String(version)}`))
     }
-    if (version <= this.#version) return Promise.resolve()
+    // Tokens follow the clock: one this instance has not handed out (another instance's) has arrived once the clock
+    // reaches it.
+    if (version <= this.now()) return Promise.resolve()
     return new Promise<void>((resolve, reject) => {
       const waiter = {
         version,
         resolve: () => {
           this.#timers.clearTimeout(timer)
+          if (reached !== undefined) this.#timers.clearTimeout(reached)
           resolve()
         },
       }
+      // A token a little ahead of this clock (another instance's clock runs ahead): look again when it is reached.
+      const aheadMs = Math.ceil(version / 1000) - this.#clock.now()
+      const reached =
+        aheadMs < timeoutMs
+          ? this.#timers.setTimeout(
+              () => {
+                this.now()
+                this.notify()
+              },
+              Math.max(0, aheadMs),
+            )
+          : undefined
       const timer = this.#timers.setTimeout(() => {
+        if (reached !== undefined) this.#timers.clearTimeout(reached)
         this.#waiters = this.#waiters.filter((w) => w !== waiter)
         reject(
           new WaitTimeoutError(

@@ -213,7 +213,11 @@ class StockCacheImpl implements StockCache {
     if (options.atLeast !== undefined) {
       await this.#engine.versions.wait(options.atLeast, this.#o.waitTimeoutMs, 'get')
     }
-    if (options.consistency === 'strong') {
+    // A token may come from another instance, whose marks this one never saw: with a mark source the read is strong
+    // (never older than a commit that finished before it began), so the token's write is in it wherever it was made.
+    const strong =
+      options.consistency === 'strong' || (options.atLeast !== undefined && this.#strong.pendingMarks !== undefined)
+    if (strong) {
       const got = (await strongGetMany(this.#strong, [product], options.location)).get(product)
       if (got === undefined) throw new SourceUnavailableError(`no projection for ${product}`, { productId: product })
       return got
