@@ -1,5 +1,7 @@
 // @stockcast/sql: one public entry (types apart from values).
 
+export type { SqlBus, SqlBusOptions } from './bus.js'
+export { sqlBus } from './bus.js'
 export { sqlChangeCapture } from './capture/index.js'
 // For the ORM adapters: the dialect-aware `:name` scanner of `related` queries (literals, comments, casts skipped).
 export { rewriteNamedParams, scanSql } from './capture/related.js'

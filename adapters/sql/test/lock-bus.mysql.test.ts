@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto'
 import type mysql from 'mysql2/promise'
-import { LockTimeoutError } from 'stockcast'
+import { ConfigError, LockTimeoutError } from 'stockcast'
 import { runLockConformance } from 'stockcast/conformance'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { fromMysql, type SqlDb, sqlLock } from '../src/index.js'
+import { fromMysql, type SqlDb, sqlBus, sqlLock } from '../src/index.js'
 import { describeService, mysqlDown, mysqlPool, uniquePrefix } from './services.js'
 
 /** The connection holding the lock of `namespace + key` (the name sqlLock gives it), if any. */
@@ -100,6 +100,19 @@ describeService(mysqlDown, 'sqlLock on MariaDB/MySQL', () => {
       await a.close()
       expect(await holderId(pool, namespace, 'C1')).toBeNull()
       expect(await holderId(pool, namespace, 'C2')).toBeNull()
+    })
+
+    it('sqlBus is a ConfigError: MySQL/MariaDB have no LISTEN', () => {
+      const err = (() => {
+        try {
+          sqlBus(db)
+        } catch (e) {
+          return e
+        }
+      })()
+      expect(err).toBeInstanceOf(ConfigError)
+      expect((err as ConfigError).option).toBe('db')
+      expect((err as Error).message).toMatch(/PostgreSQL only/)
     })
   })
 })
