@@ -383,3 +383,28 @@ describe('notifyPayloads', () => {
     })
   })
 })
+
+describe('sqlBus over a listen() that does not report the loss (no onLost)', () => {
+  it('reports degraded then recovered when the connection was replaced', async () => {
+    let reconnect: (() => void) | undefined
+    const db = {
+      dialect: 'postgres',
+      driver: 'custom',
+      query: async () => [],
+      listen: async (_channel: string, _onNotify: (p: string) => void, onReconnect?: () => void) => {
+        reconnect = onReconnect
+        return async () => {}
+      },
+    } as unknown as SqlDb
+    const states: string[] = []
+    const stop = await sqlBus(db).subscribe(
+      () => {},
+      (state) => states.push(state),
+    )
+    reconnect!()
+    expect(states).toEqual(['degraded', 'recovered'])
+    await stop()
+    reconnect!()
+    expect(states).toEqual(['degraded', 'recovered'])
+  })
+})
