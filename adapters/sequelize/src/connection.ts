@@ -313,6 +313,7 @@ export function fromSequelize(
       channel,
       onNotify,
       onReconnect,
+      onLost: options?.onLost,
       timers: options?.timers,
       acquire: async () => (await cm.getConnection()) as PgConnection,
       release: (conn) => cm.releaseConnection(conn),

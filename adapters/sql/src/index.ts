@@ -1,5 +1,7 @@
 // @stockcast/sql: one public entry (types apart from values).
 
+export type { SqlBus, SqlBusOptions } from './bus.js'
+export { sqlBus } from './bus.js'
 export { sqlChangeCapture } from './capture/index.js'
 // For the ORM adapters: the dialect-aware `:name` scanner of `related` queries (literals, comments, casts skipped).
 export { rewriteNamedParams, scanSql } from './capture/related.js'
@@ -18,6 +20,8 @@ export type { PGliteLike, PGliteTxLike } from './connection/pglite.js'
 export { fromPGlite } from './connection/pglite.js'
 export type { PgClientLike, PgPoolLike } from './connection/postgres.js'
 export { fromPg } from './connection/postgres.js'
+export type { SqlLock, SqlLockOptions } from './lock.js'
+export { sqlLock } from './lock.js'
 export type { SqlReader, SqlReaderOptions } from './reader.js'
 export { sqlReader } from './reader.js'
 export type { SqlStore, SqlStoreOptions } from './store.js'

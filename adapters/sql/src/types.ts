@@ -24,13 +24,15 @@ export interface SqlDb {
   /**
    * PostgreSQL only: LISTEN on `channel` with a connection of its own. `onReconnect` runs after the connection was
    * lost and LISTEN re-established (the caller then scans for what it missed). `options.timers` runs the reconnect
-   * backoff (the change capture passes its own, so fake timers drive it too). Resolves to a stop function.
+   * backoff (the change capture passes its own, so fake timers drive it too); `options.onLost` runs once as soon as
+   * the listening connection is seen lost (notifications are lost from then until `onReconnect`). Resolves to a stop
+   * function.
    */
   listen?(
     channel: string,
     onNotify: (payload: string) => void,
     onReconnect?: () => void,
-    options?: { timers?: Timers | undefined },
+    options?: { timers?: Timers | undefined; onLost?: ((error: Error) => void) | undefined },
   ): Promise<() => Promise<void>>
   /** A session of its own for `fn` (same connection throughout): for session settings that must not leak. */
   session<T>(fn: (session: SqlDb) => Promise<T>): Promise<T>

@@ -13,6 +13,11 @@ export interface ListenWithReconnectOptions<C extends ListenConnectionLike> {
   onNotify: (payload: string) => void
   /** Called after a lost connection was replaced and `LISTEN` holds again (notifications in between are lost). */
   onReconnect?: (() => void) | undefined
+  /**
+   * Called once when the listening connection is lost (its backend went away), before it is replaced: from then on
+   * notifications are lost until `onReconnect`. Not called for a reconnect attempt that fails, nor after `stop()`.
+   */
+  onLost?: ((error: Error) => void) | undefined
   /** Take a connection from the pool. */
   acquire(): Promise<C>
   /** Give a healthy connection back to the pool (after `UNLISTEN`). */
@@ -28,7 +33,7 @@ export interface ListenWithReconnectOptions<C extends ListenConnectionLike> {
 /**
  * `LISTEN` on one pooled connection, held until the returned function stops it: a lost connection (terminated
  * backend, restart, network) is discarded and replaced with backoff (100 ms doubling up to 5 s), then `onReconnect`
- * runs so the caller can catch up on what it missed. For adapters whose pool hands out `pg`-like connections
+ * runs so the caller can catch up on what it missed (`onLost` runs as soon as the loss is seen). For adapters whose pool hands out `pg`-like connections
  * (`fromPg` and `@stockcast/sequelize` use it).
  */
 export async function listenWithReconnect<C extends ListenConnectionLike>(
@@ -61,13 +66,22 @@ export async function listenWithReconnect<C extends ListenConnectionLike>(
       onNotification: (msg: { channel: string; payload?: string }) => {
         if (msg.channel === o.channel) o.onNotify(msg.payload ?? '')
       },
-      onGone: () => {
+      onGone: (cause?: unknown) => {
         // Once only: a second event, or one after stop() gave the connection back, must not discard it again.
         if (current !== c) return
         current = undefined
         detach(c)
         void discard(conn)
         schedule()
+        if (o.onLost !== undefined) {
+          const error =
+            cause instanceof Error ? cause : new Error(`listen(${o.channel}): the LISTEN connection was lost`)
+          try {
+            o.onLost(error)
+          } catch {
+            // the caller's failure is not the listener's
+          }
+        }
       },
     }
     current = c

@@ -136,6 +136,7 @@ export function fromPg(pool: PgPoolLike | (() => PgPoolLike)): SqlDb {
         channel,
         onNotify,
         onReconnect,
+        onLost: options?.onLost,
         timers: options?.timers,
         acquire: async () => (await get().connect()) as PgClientLike & ListenConnectionLike,
         release: (c) => c.release(),
