@@ -76,6 +76,37 @@ for (const [name, make, down] of DIALECTS) {
       expect((await b.validate({ products: ['M1'] })).mismatches).toEqual([])
     })
 
+    it("get(p, { atLeast }) on B with an outbox position taken after the commit on A's side: the write is in the value", async () => {
+      const prefix = uniquePrefix('mi')
+      const capture = sqlChangeCapture(t.db, schema, { prefix })
+      await capture.install()
+      const store = sqlStore(t.db, { table: `${prefix}_projections` })
+      await store.install()
+      const make = () => {
+        const c = createStockCache({ schema, reader: sqlReader(t.db, schema), store, pendingMarks: capture })
+        caches.push(c)
+        return c
+      }
+      const a = make()
+      const b = make()
+      const listener = await capture.listen(a)
+      stops.push(() => listener.stop())
+      const position = async () => Number((await t.sql(`SELECT max(id) AS n FROM "${prefix}_outbox"`))[0]!.n)
+
+      await t.sql(`INSERT INTO mi_movements (sku, qty) VALUES ('M2', 5)`)
+      await listener.drain()
+      expect((await b.get('M2')).stockToday).toBe(5) // in B's L1 now
+      // The writer commits and takes the outbox position as its token; the listener may not have run yet.
+      await t.sql(`INSERT INTO mi_movements (sku, qty) VALUES ('M2', 2)`)
+      const early = await position()
+      expect((await b.get('M2', { atLeast: early })).stockToday).toBe(7)
+      // Once A has consumed and stored it, B's L1 may still hold 5 (no bus): the token still gets the write.
+      await t.sql(`INSERT INTO mi_movements (sku, qty) VALUES ('M2', 1)`)
+      const late = await position()
+      await listener.drain()
+      expect((await b.get('M2', { atLeast: late })).stockToday).toBe(8)
+    })
+
     it("A's store write fails: the outbox row stays (B's strong read still sees it) until a recompute is stored", async () => {
       const prefix = uniquePrefix('mi')
       const capture = sqlChangeCapture(t.db, schema, { prefix })
