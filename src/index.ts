@@ -25,6 +25,7 @@ export {
   StoreUnavailableError,
   WaitTimeoutError,
 } from './errors.js'
+export { invalidationMessageOf } from './invalidation/contracts.js'
 export type { AfterCommitTransaction } from './invalidation/scope.js'
 export { TransactionScope } from './invalidation/scope.js'
 export type {

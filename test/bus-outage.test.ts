@@ -4,6 +4,7 @@ import {
   createStockCache,
   type InvalidationBus,
   type InvalidationMessage,
+  invalidationMessageOf,
   memorySource,
   type SourceReader,
   type StockCache,
@@ -183,5 +184,27 @@ describe('a bus that loses its connection', () => {
     expect(cache.peek('A')).toBeUndefined()
     expect(cache.status().busDegraded).toBe(true)
     expect(errors.join()).toMatch(/subscribe failed: no route to Redis/)
+  })
+})
+
+describe('invalidationMessageOf: what a bus accepts from the wire', () => {
+  it.each([
+    [
+      { products: ['A'], version: 3, origin: 'x' },
+      { products: ['A'], version: 3, origin: 'x' },
+    ],
+    [
+      { products: [], version: 0, origin: '', extra: 1 },
+      { products: [], version: 0, origin: '' },
+    ],
+    [{ products: ['A', 1], version: 3, origin: 'x' }, undefined],
+    [{ products: 'A', version: 3, origin: 'x' }, undefined],
+    [{ products: ['A'], version: '3', origin: 'x' }, undefined],
+    [{ products: ['A'], version: Number.NaN, origin: 'x' }, undefined],
+    [{ products: ['A'], version: 3 }, undefined],
+    [null, undefined],
+    ['text', undefined],
+  ])('%j -> %j', (input, expected) => {
+    expect(invalidationMessageOf(input)).toEqual(expected)
   })
 })

@@ -63,3 +63,23 @@ export interface MarkSource {
   /** Called once a `disableCacheTemporarily` block has settled: marks it held back as deferred can be settled now. */
   afterBulk?(): void
 }
+
+/**
+ * The `InvalidationMessage` in a value a bus received (parsed JSON), or undefined when it is not one: `products`
+ * strings, a finite numeric `version`, a string `origin`. Other fields are left out. For bus implementations.
+ */
+export function invalidationMessageOf(value: unknown): InvalidationMessage | undefined {
+  const m = value as Partial<InvalidationMessage> | null
+  if (
+    m === null ||
+    typeof m !== 'object' ||
+    !Array.isArray(m.products) ||
+    !m.products.every((p) => typeof p === 'string') ||
+    typeof m.version !== 'number' ||
+    !Number.isFinite(m.version) ||
+    typeof m.origin !== 'string'
+  ) {
+    return undefined
+  }
+  return { products: m.products, version: m.version, origin: m.origin }
+}

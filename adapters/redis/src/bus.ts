@@ -1,5 +1,12 @@
 import type { Cluster, Redis } from 'ioredis'
-import { type BusState, ConfigError, type InvalidationBus, type InvalidationMessage, StockcastError } from 'stockcast'
+import {
+  type BusState,
+  ConfigError,
+  type InvalidationBus,
+  type InvalidationMessage,
+  invalidationMessageOf,
+  StockcastError,
+} from 'stockcast'
 import { assertClient, type RedisLike } from './keys.js'
 
 export interface RedisBusOptions {
@@ -18,18 +25,7 @@ const messageOf = (e: unknown) => (e instanceof Error ? e.message : String(e))
 
 function parse(text: string): InvalidationMessage | undefined {
   try {
-    const m = JSON.parse(text) as Partial<InvalidationMessage>
-    if (
-      m === null ||
-      typeof m !== 'object' ||
-      !Array.isArray(m.products) ||
-      !m.products.every((p) => typeof p === 'string') ||
-      typeof m.version !== 'number' ||
-      typeof m.origin !== 'string'
-    ) {
-      return undefined
-    }
-    return { products: m.products, version: m.version, origin: m.origin }
+    return invalidationMessageOf(JSON.parse(text))
   } catch {
     return undefined
   }

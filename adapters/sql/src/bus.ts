@@ -6,6 +6,7 @@ import {
   type InvalidationBus,
   type InvalidationMessage,
   InvalidInputError,
+  invalidationMessageOf,
   StockcastError,
   type Timers,
 } from 'stockcast'
@@ -68,25 +69,17 @@ function isPart(part: unknown): part is Part {
 
 /** A notification's message (and its part, when it is one of several), or undefined when it is not a message. */
 function parse(text: string): { message: InvalidationMessage; part?: Part } | undefined {
+  let value: unknown
   try {
-    const m = JSON.parse(text) as Partial<InvalidationMessage> & { part?: unknown }
-    if (
-      m === null ||
-      typeof m !== 'object' ||
-      !Array.isArray(m.products) ||
-      !m.products.every((p) => typeof p === 'string') ||
-      typeof m.version !== 'number' ||
-      !Number.isFinite(m.version) ||
-      typeof m.origin !== 'string'
-    ) {
-      return undefined
-    }
-    const message = { products: m.products, version: m.version, origin: m.origin }
-    // Every part is a valid message on its own: one with a part this bus does not know goes on alone.
-    return isPart(m.part) ? { message, part: m.part } : { message }
+    value = JSON.parse(text)
   } catch {
     return undefined
   }
+  const message = invalidationMessageOf(value)
+  if (message === undefined) return undefined
+  const part = (value as { part?: unknown }).part
+  // Every part is a valid message on its own: one with a part this bus does not know goes on alone.
+  return isPart(part) ? { message, part } : { message }
 }
 
 /**
