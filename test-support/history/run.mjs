@@ -227,7 +227,7 @@ export function startHistory(options = {}) {
     let store = sqlStore(db, { table: t.store })
     if (!o.baseline) await store.install()
     if (o.redis && !o.baseline) {
-      const { ownRedis } = await import('./redis-server.mjs')
+      const { ownRedis } = await import('../redis-server.mjs')
       const { default: Redis } = await import('ioredis')
       const { redisStore } = await import('@stockcast/redis')
       redisServer = await ownRedis()

@@ -1,14 +1,13 @@
 // Redis for the tests: the machine's server (127.0.0.1:6379, or STOCKCAST_REDIS_URL), and servers of the tests' own
 // on free ports (one to stop and restart, or a 3-node cluster), started from `redis-server` and removed afterwards.
-import { type ChildProcess, execFile, spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import Redis, { Cluster } from 'ioredis'
+import { type OwnRedisServer, ownRedis } from '../../../test-support/redis-server.mjs'
 
 export { describeService, uniquePrefix } from '../../../test-support/services.js'
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 export const REDIS_URL = process.env.STOCKCAST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 
@@ -44,76 +43,33 @@ export function redisClient(): Redis {
   return new Redis(REDIS_URL, { maxRetriesPerRequest: 1 })
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer()
-    s.unref()
-    s.on('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => resolve(port))
-    })
-  })
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
 /** A `redis-server` of the test's own on a free port (nothing kept on disk), which the test may stop and start. */
 export class OwnRedis {
-  #proc: ChildProcess | undefined
-  readonly #dir = mkdtempSync(join(tmpdir(), 'stockcast-redis-'))
-  constructor(
-    readonly port: number,
-    readonly extra: readonly string[] = [],
-  ) {}
+  private constructor(readonly server: OwnRedisServer) {}
 
   static async start(extra: readonly string[] = []): Promise<OwnRedis> {
-    const r = new OwnRedis(await freePort(), extra)
-    await r.start()
-    return r
+    return new OwnRedis(await ownRedis(extra))
+  }
+
+  get port(): number {
+    return this.server.port
   }
 
   get url(): string {
-    return `redis://127.0.0.1:${this.port}`
+    return this.server.url
   }
 
-  async start(): Promise<void> {
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']
-    this.#proc = spawn('redis-server', [...args, '--dir', this.#dir, ...this.extra], { stdio: 'ignore' })
-    for (let i = 0; i < 100; i++) {
-      const c = new Redis(this.port, '127.0.0.1', {
-        lazyConnect: true,
-        maxRetriesPerRequest: 0,
-        retryStrategy: () => null,
-      })
-      c.on('error', () => {})
-      try {
-        await c.connect()
-        await c.ping()
-        return
-      } catch {
-        await sleep(50)
-      } finally {
-        c.disconnect()
-      }
-    }
-    throw new Error(`redis-server on port ${this.port} did not start`)
+  start(): Promise<void> {
+    return this.server.start()
   }
 
   /** Kill it (SIGKILL: as a crash) and wait until it is gone. */
-  async stop(): Promise<void> {
-    const p = this.#proc
-    this.#proc = undefined
-    if (p === undefined || p.exitCode !== null) return
-    await new Promise<void>((resolve) => {
-      p.once('exit', () => resolve())
-      p.kill('SIGKILL')
-    })
+  stop(): Promise<void> {
+    return this.server.stop()
   }
 
-  async close(): Promise<void> {
-    await this.stop()
-    rmSync(this.#dir, { recursive: true, force: true })
+  close(): Promise<void> {
+    return this.server.close()
   }
 }
 

@@ -1,5 +1,6 @@
-// A redis-server of the history run's own, on a free port, that the run kills (SIGKILL, as a crash) and restarts.
-// It keeps nothing on disk: a restarted server is empty, as after losing a cache node.
+// A redis-server of a test's own, on a free port, that the test kills (SIGKILL, as a crash) and restarts: used by the
+// Redis adapter's tests (one node, a cluster's nodes) and the history checker. It keeps nothing on disk: a restarted
+// server is empty, as after losing a cache node.
 import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
@@ -9,7 +10,7 @@ import Redis from 'ioredis'
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
-async function freePort() {
+export async function freePort() {
   return new Promise((resolve, reject) => {
     const s = createServer()
     s.unref()
@@ -21,14 +22,15 @@ async function freePort() {
   })
 }
 
-export async function ownRedis() {
+/** Start one; `extra` are more redis-server arguments (cluster mode). */
+export async function ownRedis(extra = []) {
   const port = await freePort()
-  const dir = mkdtempSync(join(tmpdir(), 'stockcast-history-redis-'))
+  const dir = mkdtempSync(join(tmpdir(), 'stockcast-redis-'))
   let proc
   const start = async () => {
     proc = spawn(
       'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extra],
       { stdio: 'ignore' },
     )
     for (let i = 0; i < 100; i++) {
@@ -57,6 +59,7 @@ export async function ownRedis() {
   }
   await start()
   return {
+    port,
     url: `redis://127.0.0.1:${port}`,
     start,
     stop,
