@@ -111,6 +111,10 @@ describeService(pgDown, 'sqlChangeCapture under concurrent writers (PostgreSQL)'
       const stats = { commits: 0, rollbacks: 0, aborted: 0, strongChecked: 0, strongSkipped: 0, reads: 0 }
       let writing = true
 
+      // Each step touches exactly the products it declares: an UPDATE or DELETE of a row picked by a subquery also
+      // pins its sku, since under READ COMMITTED a concurrent key change can move that row to another product before
+      // the statement locks it (PostgreSQL re-checks only id), and the step would then change an undeclared product
+      // (seen once in ten runs as "the truth moved with no write in flight").
       type Step = { touches: string[]; run: (tx: SqlDb) => Promise<void> }
       const steps = (): Step => {
         const a = pick(PRODUCTS)
@@ -127,7 +131,7 @@ describeService(pgDown, 'sqlChangeCapture under concurrent writers (PostgreSQL)'
             touches: [a],
             run: async (tx) => {
               await tx.execute(
-                'UPDATE cx_movements SET qty = $2 WHERE id = (SELECT id FROM cx_movements WHERE sku = $1 ORDER BY random() LIMIT 1)',
+                'UPDATE cx_movements SET qty = $2 WHERE id = (SELECT id FROM cx_movements WHERE sku = $1 ORDER BY random() LIMIT 1) AND sku = $1',
                 [a, qty()],
               )
             },
@@ -137,7 +141,7 @@ describeService(pgDown, 'sqlChangeCapture under concurrent writers (PostgreSQL)'
             touches: [a, b],
             run: async (tx) => {
               await tx.execute(
-                'UPDATE cx_movements SET sku = $2 WHERE id = (SELECT id FROM cx_movements WHERE sku = $1 ORDER BY random() LIMIT 1)',
+                'UPDATE cx_movements SET sku = $2 WHERE id = (SELECT id FROM cx_movements WHERE sku = $1 ORDER BY random() LIMIT 1) AND sku = $1',
                 [a, b],
               )
             },
@@ -146,7 +150,7 @@ describeService(pgDown, 'sqlChangeCapture under concurrent writers (PostgreSQL)'
             touches: [a],
             run: async (tx) => {
               await tx.execute(
-                'DELETE FROM cx_movements WHERE id = (SELECT id FROM cx_movements WHERE sku = $1 ORDER BY random() LIMIT 1)',
+                'DELETE FROM cx_movements WHERE id = (SELECT id FROM cx_movements WHERE sku = $1 ORDER BY random() LIMIT 1) AND sku = $1',
                 [a],
               )
             },
