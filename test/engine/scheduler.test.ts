@@ -94,7 +94,7 @@ describe('backoffDelay and every()', () => {
 })
 
 describe('VersionClock', () => {
-  it('stamps follow the clock; given versions move it up; wait resolves or times out', async () => {
+  it('stamps follow the clock; given versions move it up; wait resolves (a mark, or the clock reaching it) or times out', async () => {
     const clock = new FakeClock()
     const timers = new FakeTimers(clock)
     const v = new VersionClock(clock, timers)
@@ -106,10 +106,22 @@ describe('VersionClock', () => {
     v.next(a + 20, 't')
     v.notify()
     await expect(waited).resolves.toBeUndefined()
-    const late = v.wait(a + 100, 500, 't')
+    // A token a little ahead of this clock (another instance's): it arrives when the clock reaches it.
+    let arrived = false
+    const soon = v.wait(a + 100, 500, 't').then(() => {
+      arrived = true
+    })
+    await timers.advance(0)
+    expect(arrived).toBe(false)
+    await timers.advance(1)
+    await soon
+    expect(arrived).toBe(true)
+    // One further ahead than the timeout, and never handed out: it times out.
+    const late = v.wait((clock.ms + 1000) * 1000, 500, 't')
     const rejected = expect(late).rejects.toMatchObject({ code: 'E_WAIT_TIMEOUT' })
     await timers.advance(500)
     await rejected
+    expect(timers.pending).toBe(0)
   })
 })
 
