@@ -100,4 +100,5 @@ export type {
 } from './stock/stock-cache.js'
 export { createStockCache, firstDifference } from './stock/stock-cache.js'
 export { backoffDelay } from './util/backoff.js'
+export { isWellFormedText } from './util/text.js'
 export { defaultTimers, every } from './util/timers.js'

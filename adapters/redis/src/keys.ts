@@ -1,5 +1,5 @@
 import type { Cluster, Redis } from 'ioredis'
-import { ConfigError } from 'stockcast'
+import { ConfigError, isWellFormedText } from 'stockcast'
 
 /** A client the adapters accept: one ioredis connection or an ioredis Cluster. */
 export type RedisLike = Redis | Cluster
@@ -7,12 +7,8 @@ export type RedisLike = Redis | Cluster
 /** The separator of a (product, location) key (stockcast's `KEY_SEPARATOR`). */
 const UNIT_SEPARATOR = '\u001f'
 
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
-
-/** False for text with an unpaired surrogate: it has no exact UTF-8 form, so Redis could not hold it as it is. */
-export function wellFormed(text: string): boolean {
-  return !LONE_SURROGATE.test(text)
-}
+/** False for text with an unpaired surrogate (stockcast's `isWellFormedText`): Redis could not hold it as it is. */
+export const wellFormed = isWellFormedText
 
 /** True for an ioredis Cluster (its slots matter: a multi-key command must stay in one slot). */
 export function isCluster(redis: RedisLike): redis is Cluster {

@@ -6,6 +6,7 @@ import {
   type DistributedLock,
   defaultTimers,
   InvalidInputError,
+  isWellFormedText,
   LockTimeoutError,
   type Timers,
 } from 'stockcast'
@@ -63,8 +64,6 @@ const MYSQL: LockSql = {
   giveAll: 'SELECT RELEASE_ALL_LOCKS()',
   param: (namespace, key) => `stockcast_lock:${sha1(namespace + key)}`,
 }
-
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
 
 const messageOf = (e: unknown) => (e instanceof Error ? e.message : String(e))
 
@@ -176,7 +175,7 @@ export function sqlLock(db: SqlDb, options: SqlLockOptions = {}): SqlLock {
     )
   }
   const namespace = options.namespace ?? 'stockcast:lock:'
-  if (typeof namespace !== 'string' || LONE_SURROGATE.test(namespace) || namespace.includes('\u0000')) {
+  if (typeof namespace !== 'string' || !isWellFormedText(namespace) || namespace.includes('\u0000')) {
     throw new ConfigError(
       `sqlLock: namespace must be a string of well-formed UTF-16 without U+0000, got ${JSON.stringify(namespace)}`,
       { option: 'namespace' },
@@ -344,7 +343,7 @@ export function sqlLock(db: SqlDb, options: SqlLockOptions = {}): SqlLock {
 
   return {
     async acquire(key, timeoutMs) {
-      if (typeof key !== 'string' || LONE_SURROGATE.test(key) || (dialect === 'postgres' && key.includes('\u0000'))) {
+      if (typeof key !== 'string' || !isWellFormedText(key) || (dialect === 'postgres' && key.includes('\u0000'))) {
         throw new InvalidInputError(
           `${where}: cannot lock ${JSON.stringify(key)} (not a well-formed string${dialect === 'postgres' ? ' without U+0000' : ''})`,
           { productId: String(key) },

@@ -2,6 +2,7 @@ import {
   ConfigError,
   type FlowRow,
   InvalidInputError,
+  isWellFormedText,
   type MovementRow,
   type ReadOptions,
   type SourceInputs,
@@ -74,14 +75,13 @@ interface ColumnInfo {
   holds(id: string): boolean
 }
 
-/** A string with an unpaired surrogate (no database stores it as is: it becomes U+FFFD). */
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 const ASTRAL = /[\uD800-\uDBFF][\uDC00-\uDFFF]/
 const INTEGER = /^-?(0|[1-9][0-9]*)$/
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 const DECIMAL = /^-?(0|[1-9][0-9]*)(?:\.([0-9]+))?$/
 
-const textual = (id: string) => !LONE_SURROGATE.test(id)
+/** No unpaired surrogate: no database stores one as is (it becomes U+FFFD). */
+const textual = (id: string) => isWellFormedText(id)
 const charLength = (id: string) => {
   let n = 0
   for (const _ of id) n++

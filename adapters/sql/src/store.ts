@@ -3,6 +3,7 @@ import {
   ConfigError,
   defaultTimers,
   InvalidInputError,
+  isWellFormedText,
   StockcastError,
   type StockProjection,
   type Store,
@@ -77,10 +78,8 @@ function fromHex(h: string): string {
   return decoder.decode(bytes)
 }
 
-/** A string with an unpaired surrogate: its UTF-8 form is U+FFFD, which another key may be. */
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 /** A key the table can hold exactly: any string whose UTF-8 form is its own (no unpaired surrogate). */
-const storable = (key: string) => !LONE_SURROGATE.test(key)
+const storable = (key: string) => isWellFormedText(key)
 
 /**
  * The L2 store as one table, shared by every process that points at it: a row per key with `key_hash` (SHA-256 of
