@@ -1,6 +1,6 @@
 import { ClosedError, InvalidInputError, StockcastError } from '../errors.js'
 import { BulkMode } from '../invalidation/bulk.js'
-import type { BusState, MarkSource } from '../invalidation/contracts.js'
+import type { MarkSource } from '../invalidation/contracts.js'
 import { KeyedLocks } from '../invalidation/locks.js'
 import { MarkTable } from '../invalidation/marks.js'
 import { FlushScheduler } from '../invalidation/scheduler.js'
@@ -8,6 +8,7 @@ import { type AfterCommitTransaction, type HeldMark, TransactionScope } from '..
 import { VersionClock } from '../invalidation/versions.js'
 import type { Clock } from '../util/timers.js'
 import { type BatchResult, BatchRunner, type RunOptions } from './batch-runner.js'
+import { BusLink } from './bus-link.js'
 import type { EngineOptions, FlushOptions, FlushReport, MarkInput } from './engine-types.js'
 import type { Freshness } from './freshness.js'
 import { MemoryTier, type Versioned } from './memory-tier.js'
@@ -39,12 +40,9 @@ export class CacheEngine<V extends Versioned> {
   readonly #scheduler: FlushScheduler<FlushReport>
   readonly #sources = new Set<MarkSource>()
   readonly #foreign = new WeakMap<AfterCommitTransaction, HeldMark[]>()
-  readonly #origin = Math.random().toString(36).slice(2)
   readonly #onClose: Array<() => void | Promise<void>> = []
-  #unsubscribe: Promise<() => Promise<void>> | undefined
+  readonly #bus: BusLink<V> | undefined
   #closed = false
-  /** The bus reported a lost connection (or could not subscribe): L1 is suspended. */
-  #busDown = false
 
   constructor(o: EngineOptions<V>) {
     this.#o = o
@@ -99,7 +97,7 @@ export class CacheEngine<V extends Versioned> {
       hooks: {
         error: (e, op, unit) => this.#error(e, op, unit),
         computed: (unit, values, previous) => o.hooks.computed(unit, values, previous),
-        cleaned: (units, version) => this.#publish(units, version),
+        cleaned: (units, version) => this.#bus?.publish(units, version),
       },
     })
     this.reads = new TieredRead<V>({
@@ -124,29 +122,14 @@ export class CacheEngine<V extends Versioned> {
       { debounceMs: o.debounceMs, maxWaitMs: o.maxWaitMs, retryMs: o.retryMs },
       () => this.#flushPending(),
     )
-    if (o.bus !== undefined) {
-      this.#unsubscribe = o.bus.subscribe(
-        (msg) => {
-          if (msg.origin === this.#origin || this.#closed) return
-          for (const p of msg.products) this.l1.dropOlder(p, msg.version)
-        },
-        (state, cause) => this.#busState(state, cause),
-      )
-      // Until the subscription holds, peers' messages would be missed: L1 keeps nothing (reads go to L2 / L3).
-      this.l1.suspend()
-      this.#unsubscribe.then(
-        () => {
-          if (!this.#busDown) this.l1.resume()
-        },
-        () => {
-          // No subscription: L1 stays empty (correct, slower); the error is reported below.
-          this.#busDown = true
-        },
-      )
-      this.#unsubscribe.catch((cause) =>
-        this.#error(new StockcastError(`invalidation bus subscribe failed: ${messageOf(cause)}`, { cause }), 'bus'),
-      )
-    }
+    this.#bus =
+      o.bus === undefined
+        ? undefined
+        : new BusLink<V>(o.bus, this.l1, this.metrics, {
+            degraded: (error) => o.hooks.degraded('bus', error),
+            recovered: () => o.hooks.recovered('bus'),
+            error: (error) => this.#error(error, 'bus'),
+          })
   }
 
   get closed(): boolean {
@@ -416,42 +399,7 @@ export class CacheEngine<V extends Versioned> {
 
   /** True while the bus reports that peers' messages may be lost (L1 serves nothing meanwhile). */
   get busDegraded(): boolean {
-    return this.#busDown
-  }
-
-  /**
-   * The bus lost its connection: peers' invalidations may be lost from now on, so L1 keeps nothing and serves
-   * nothing until it has recovered, and then nothing read before (a read that straddles the outage is not kept).
-   */
-  #busState(state: BusState, cause?: Error): void {
-    if (this.#closed) return
-    if (state === 'degraded') {
-      if (this.#busDown) return
-      this.#busDown = true
-      this.l1.suspend()
-      this.metrics.degraded++
-      const error = new StockcastError(
-        `invalidation bus degraded: ${cause?.message ?? 'connection lost'}; L1 serves nothing until it recovers`,
-        cause === undefined ? {} : { cause },
-      )
-      this.#o.hooks.degraded('bus', error)
-    } else if (state === 'recovered') {
-      if (!this.#busDown) return
-      this.#busDown = false
-      this.l1.resume()
-      this.metrics.recovered++
-      this.#o.hooks.recovered('bus')
-    }
-  }
-
-  #publish(units: readonly string[], version: number): void {
-    const bus = this.#o.bus
-    if (bus === undefined) return
-    bus
-      .publish({ products: [...units], version, origin: this.#origin })
-      .catch((cause) =>
-        this.#error(new StockcastError(`invalidation bus publish failed: ${messageOf(cause)}`, { cause }), 'bus'),
-      )
+    return this.#bus?.degraded ?? false
   }
 
   #error(error: StockcastError, operation: string, unit?: string): void {
@@ -482,6 +430,7 @@ export class CacheEngine<V extends Versioned> {
       // errors already reached the 'error' event
     }
     this.#closed = true
+    this.#bus?.stop()
     this.#scheduler.close()
     this.versions.close()
     for (const fn of this.#onClose.splice(0)) {
@@ -491,13 +440,7 @@ export class CacheEngine<V extends Versioned> {
         // closing goes on
       }
     }
-    if (this.#unsubscribe !== undefined) {
-      try {
-        await (await this.#unsubscribe)()
-      } catch {
-        // the bus is going away with us
-      }
-    }
+    await this.#bus?.close()
     await this.l2?.close()
     await closeStore()
     this.freshness.close()
