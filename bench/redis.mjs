@@ -1,6 +1,6 @@
 // @stockcast/redis on the local Redis (REDIS_URL, default redis://127.0.0.1:6379), baselines in the same run:
-// - an L2 hit through `get()` (L1 holds one key, reads rotate over 1 000) against a raw ioredis GET + JSON.parse of
-//   the same stored projection, both sequential (one awaited read at a time);
+// - an L2 hit through `get()` (L1 off: `memory.max` 0; reads rotate over 1 000 keys) against a raw ioredis GET +
+//   JSON.parse of the same stored projection, both sequential (one awaited read at a time);
 // - `getMany(100)` of L2 hits against 100 sequential raw GET + JSON.parse and 100 sequential `get()`;
 // - bus propagation between two processes: a child subscribes with redisBus, the parent publishes; latency is the
 //   receive time minus the send time carried in the message (one machine, one clock).
@@ -57,15 +57,15 @@ export async function main() {
   const keys = productIds('R', KEYS)
   const db = seededSource(keys)
   const store = redisStore(redis, { prefix })
-  // Warm the store through a cache, then read with one that keeps a single key in L1.
-  const writer = createStockCache({ schema, reader: db.reader, store })
+  // Warm the store through a cache, then read with one whose L1 is off.
+  const writer = createStockCache({ schema, reader: db.reader, store, memory: { max: 0 } })
   await writer.getMany(keys)
   await writer.close()
   const reader = createStockCache({
     schema,
     reader: db.reader,
     store: redisStore(redis, { prefix }),
-    memory: { max: 1 },
+    memory: { max: 0 },
   })
   const rawKey = (k) => `${prefix}{${k}}`
   const rawText = await redis.get(rawKey(keys[0]))

@@ -98,6 +98,8 @@ describe('bad input gives the typed error and caches nothing', () => {
     ['a zero horizon', { horizonDays: 0 }, 'horizonDays'],
     ['a fractional debounce', { debounceMs: 1.5 }, 'debounceMs'],
     ['maxWait below debounce', { debounceMs: 500, maxWaitMs: 100 }, 'maxWaitMs'],
+    ['a negative memory.max', { memory: { max: -1 } }, 'memory.max'],
+    ['a fractional memory.max', { memory: { max: 0.5 } }, 'memory.max'],
     ['an unknown option', { debounce: 5 }, 'debounce'],
     ['a bad safetyStock', { safetyStock: 'lots' }, undefined],
   ])('createStockCache with %s is a ConfigError naming the option', (_n, extra, option) => {

@@ -77,7 +77,7 @@ async function runModel(seed: number): Promise<{ reads: number; checks: number }
     maxWaitMs: 200,
     graceMs: 3_600_000,
     batchSize: pick([2, 3, 500]),
-    memory: { max: pick([3, 100]) },
+    memory: { max: pick([0, 3, 100]) },
   })
   cache.on('error', () => {})
   db.attach(cache)

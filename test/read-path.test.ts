@@ -10,12 +10,19 @@ afterEach(async () => {
   cache = undefined
 })
 
-function setup(opts: { store?: boolean } = {}) {
+function setup(opts: { store?: boolean; memoryMax?: number } = {}) {
   const clock = new FakeClock()
   const db = memorySource(schema)
   const reader = new ControlledReader(db.reader)
   const store = opts.store ? memoryStore() : undefined
-  cache = createStockCache({ schema, reader, clock, debounceMs: 0, ...(store ? { store } : {}) })
+  cache = createStockCache({
+    schema,
+    reader,
+    clock,
+    debounceMs: 0,
+    ...(store ? { store } : {}),
+    ...(opts.memoryMax === undefined ? {} : { memory: { max: opts.memoryMax } }),
+  })
   db.attach(cache)
   return { clock, db, reader, cache, store }
 }
@@ -41,6 +48,28 @@ describe('read path', () => {
     expect(() => {
       ;(p.days[0] as { closing: number }).closing = 99
     }).toThrow(TypeError)
+  })
+
+  it('memory.max 0 turns L1 off: every read is an L2 hit or a recompute, and a write is seen at once', async () => {
+    const { db, reader, cache } = setup({ store: true, memoryMax: 0 })
+    db.insert('stock_movements', { product_code: 'A', quantity: '2' })
+    const p = await cache.get('A')
+    expect(p.stockToday).toBe(2)
+    expect(Object.isFrozen(p)).toBe(true)
+    const calls = reader.calls.length
+    const q = await cache.get('A')
+    expect(q).toEqual(p)
+    expect(cache.peek('A')).toBeUndefined()
+    expect(reader.calls.length).toBe(calls)
+    expect((await cache.getMany(['A'])).get('A')).toEqual(p)
+    let m = cache.metrics()
+    expect(m.l1Hits).toBe(0)
+    expect(m.l2Hits).toBe(2)
+    db.insert('stock_movements', { product_code: 'A', quantity: '3' })
+    expect((await cache.get('A')).stockToday).toBe(5)
+    m = cache.metrics()
+    expect(m.l1Hits).toBe(0)
+    expect(cache.status().l1Size).toBe(0)
   })
 
   it('a committed write makes the next read recompute (never serves the old value)', async () => {

@@ -17,6 +17,7 @@ export interface L1Entry<V> {
 }
 
 export interface MemoryTierOptions {
+  /** Most keys kept; 0: L1 is off (keeps nothing). */
   max: number
   /** Ms an entry lives (0: until evicted or invalidated). */
   ttl: number
@@ -33,13 +34,15 @@ export class MemoryTier<V extends Versioned> {
   readonly lru: LRUCache<string, L1Entry<V>>
   readonly #others = new Map<string, Set<string>>()
   readonly #unitOf: (key: string) => string
+  readonly #off: boolean
   #generation = 0
   #suspended = false
 
   constructor(o: MemoryTierOptions) {
     this.#unitOf = o.unitOf
+    this.#off = o.max === 0
     this.lru = new LRUCache<string, L1Entry<V>>({
-      max: o.max,
+      max: Math.max(1, o.max),
       ...(o.ttl > 0 ? { ttl: o.ttl, perf: { now: o.now } } : {}),
       dispose: (_value, key, reason) => {
         if (reason !== 'set') this.#unindex(key)
@@ -103,7 +106,7 @@ export class MemoryTier<V extends Versioned> {
    * while suspended, or when `generation` (read before the value was) is not the current one.
    */
   set(key: string, value: V, epoch: number, extra?: unknown, generation?: number): boolean {
-    if (this.#suspended || (generation !== undefined && generation !== this.#generation)) return false
+    if (this.#off || this.#suspended || (generation !== undefined && generation !== this.#generation)) return false
     const cur = this.peek(key)
     if (
       cur !== undefined &&

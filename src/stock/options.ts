@@ -17,7 +17,10 @@ export type {
 export type { Clock, Timers } from '../util/timers.js'
 
 export interface MemoryTierOptions {
-  /** Most keys kept in L1. @default 10_000 */
+  /**
+   * Most keys kept in L1. `0` turns L1 off: every read goes to L2 or the sources (no value is kept in-process, so
+   * none can be stale there; `transition` events need a previous value in L1 and do not fire). @default 10_000
+   */
   max?: number
   /** Ms an L1 entry lives (0: until evicted or invalidated). @default 0 */
   ttl?: number
@@ -209,7 +212,7 @@ export function resolveOptions(o: StockCacheOptions): ResolvedOptions {
     scale: int(o.scale, 'scale', 0, 9, 3),
     safetyStock,
     criticalDays: int(o.criticalDays, 'criticalDays', 0, 3660, 7),
-    memoryMax: int(memory.max, 'memory.max', 1, 100_000_000, 10_000),
+    memoryMax: int(memory.max, 'memory.max', 0, 100_000_000, 10_000),
     memoryTtl: int(memory.ttl, 'memory.ttl', 0, 2 ** 31 - 1, 0),
     debounceMs,
     maxWaitMs,

@@ -166,7 +166,7 @@ class StockCacheImpl implements StockCache {
     this.#lru = engine.l1.lru
     this.#m = engine.metrics
     this.#strong = { engine, pendingMarks: options.pendingMarks as PendingMarks | undefined }
-    if (shared && options.bus === undefined && o.memoryTtl === 0) {
+    if (shared && options.bus === undefined && o.memoryTtl === 0 && o.memoryMax > 0) {
       warnOnce(
         'STOCKCAST_SHARED_STORE_WITHOUT_BUS',
         'stockcast: a shared store without a bus and without memory.ttl: this instance keeps its L1 values until its own ' +
