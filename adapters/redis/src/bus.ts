@@ -7,7 +7,7 @@ import {
   invalidationMessageOf,
   StockcastError,
 } from 'stockcast'
-import { assertClient, type RedisLike } from './keys.js'
+import { assertClient, isCluster, type RedisLike } from './keys.js'
 
 export interface RedisBusOptions {
   /** The pub/sub channel (instances of one cache share it). @default 'stockcast:invalidate' */
@@ -31,11 +31,116 @@ function parse(text: string): InvalidationMessage | undefined {
   }
 }
 
+type Report = (state: BusState, cause?: Error) => void
+
+/**
+ * A subscription on a Cluster, on a connection of its own to one node (a `PUBLISH` reaches every node of a
+ * cluster). ioredis' own Cluster subscriber moves to another node without telling anyone; this one reports
+ * `degraded` when its connection ends and `recovered` once it is subscribed again, on the next known node.
+ */
+async function subscribeOnCluster(
+  cluster: Cluster,
+  channel: string,
+  onMessage: (ch: string, text: string) => void,
+  report: Report,
+): Promise<() => Promise<void>> {
+  let stopped = false
+  let down = false
+  let conn: Redis | undefined
+  let timer: ReturnType<typeof setTimeout> | undefined
+  let attempt = 0
+  let next = Math.floor(Math.random() * 1024)
+
+  const connect = async (): Promise<void> => {
+    const nodes = cluster.nodes('all')
+    if (nodes.length === 0) throw new Error('the cluster client knows no node yet')
+    const node = nodes[next++ % nodes.length]!
+    const o = node.options
+    // The node's own options (auth, TLS, timeouts) on a connection of its own.
+    const c = node.duplicate({
+      lazyConnect: true,
+      // No reconnects of its own: when it ends, the next node is tried.
+      retryStrategy: () => null,
+      maxRetriesPerRequest: 0,
+      connectTimeout: 2000,
+    })
+    c.on('error', () => {
+      // 'end' says what matters
+    })
+    c.on('message', onMessage)
+    let live = false
+    c.once('end', () => {
+      if (!live || stopped || conn !== c) return
+      conn = undefined
+      lost(new Error(`redisBus(${channel}): the subscription's connection to ${o.host}:${o.port} ended`))
+    })
+    try {
+      await c.connect()
+      await c.subscribe(channel)
+    } catch (e) {
+      c.disconnect()
+      throw e
+    }
+    if (stopped) {
+      c.disconnect()
+      return
+    }
+    live = true
+    conn = c
+  }
+  const lost = (cause: Error) => {
+    if (!down) {
+      down = true
+      report('degraded', cause)
+    }
+    retry()
+  }
+  const retry = () => {
+    if (stopped || timer !== undefined) return
+    timer = setTimeout(
+      () => {
+        timer = undefined
+        if (stopped) return
+        connect().then(
+          () => {
+            attempt = 0
+            if (stopped || !down) return
+            down = false
+            report('recovered')
+          },
+          () => retry(),
+        )
+      },
+      Math.min(2000, 50 * 2 ** attempt++),
+    )
+    timer.unref?.()
+  }
+
+  // The first subscription tries each known node once before it fails.
+  for (let tried = 1; ; tried++) {
+    try {
+      await connect()
+      break
+    } catch (e) {
+      if (tried >= cluster.nodes('all').length) throw e
+    }
+  }
+  return async () => {
+    if (stopped) return
+    stopped = true
+    if (timer !== undefined) clearTimeout(timer)
+    const c = conn
+    conn = undefined
+    await c?.quit().catch(() => c.disconnect())
+  }
+}
+
 /**
  * An invalidation bus over Redis pub/sub (ioredis; one node or a Cluster). Publishing uses the client you pass;
- * each `subscribe` opens a connection of its own (`duplicate()`), closed by the function it returns. ioredis
- * reconnects and subscribes again by itself; meanwhile the bus reports `degraded` (from the moment the connection
- * closes) and `recovered` (once the subscription holds again), and the cache serves nothing from L1 in between.
+ * each `subscribe` opens a connection of its own (`duplicate()`; on a Cluster, a connection to one of its nodes),
+ * closed by the function it returns. It reconnects and subscribes again by itself (on a Cluster, on the next node);
+ * meanwhile the bus reports `degraded` (from the moment the connection closes) and `recovered` (once the
+ * subscription holds again), and the cache serves nothing from L1 in between.
  *
  * Pub/sub delivers at most once: a message published while a subscriber is disconnected is lost, and that outage is
  * what `degraded` covers. See the README for what a lost message costs.
@@ -67,25 +172,37 @@ export function redisBus(redis: RedisLike, options: RedisBusOptions = {}): Redis
     },
 
     async subscribe(handler, onState) {
-      const sub = (redis as Redis | Cluster).duplicate() as RedisLike
       let stopped = false
       let down = false
-      const report = (state: BusState, cause?: Error) => {
+      const report: Report = (state, cause) => {
         try {
           onState?.(state, cause)
         } catch {
           // a listener's failure is not the bus's
         }
       }
-      sub.on('error', () => {
-        // ioredis reports connection errors here as it retries; 'close' and 'ready' say what matters.
-      })
-      sub.on('message', (ch: string, text: string) => {
+      const onMessage = (ch: string, text: string) => {
         if (ch !== channel || stopped) return
         const m = parse(text)
         if (m === undefined) onInvalid?.(text)
         else handler(m)
+      }
+      if (isCluster(redis)) {
+        try {
+          const stop = await subscribeOnCluster(redis, channel, onMessage, report)
+          return async () => {
+            stopped = true
+            await stop()
+          }
+        } catch (e) {
+          throw new StockcastError(`redisBus(${channel}): subscribe failed: ${messageOf(e)}`, { cause: e })
+        }
+      }
+      const sub = (redis as Redis).duplicate()
+      sub.on('error', () => {
+        // ioredis reports connection errors here as it retries; 'close' and 'ready' say what matters.
       })
+      sub.on('message', onMessage)
       sub.on('close', () => {
         if (stopped || down) return
         down = true

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import Redis from 'ioredis'
 import { ConfigError } from 'stockcast'
 import { runBusConformance, runLockConformance } from 'stockcast/conformance'
 import { afterAll, beforeAll, expect, it } from 'vitest'
@@ -55,6 +55,67 @@ describeService(redisServerMissing, 'redisLock and redisBus on a 3-node Redis Cl
     name: 'Lock conformance (cluster)',
   })
   runBusConformance(({ channel }) => redisBus(redis, { channel }), { name: 'Bus conformance (cluster)' })
+})
+
+describeService(redisServerMissing, 'redisBus on a Cluster whose subscription node dies', () => {
+  let cluster: OwnCluster
+  let redis: ReturnType<OwnCluster['client']>
+  beforeAll(async () => {
+    // Full coverage not required: the two nodes left keep serving after one dies (there are no replicas).
+    cluster = await OwnCluster.start(['--cluster-require-full-coverage', 'no'])
+    redis = cluster.client()
+  }, 60_000)
+  afterAll(async () => {
+    redis?.disconnect()
+    await cluster?.close()
+  })
+
+  /** The index of the node holding a connection subscribed to `channel`, found with PUBSUB NUMSUB on each (node-local on a cluster). */
+  async function subscribedNode(channel: string): Promise<number[]> {
+    const found: number[] = []
+    for (const [i, n] of cluster.nodes.entries()) {
+      const c = new Redis(n.port, '127.0.0.1', { lazyConnect: true, retryStrategy: () => null })
+      c.on('error', () => {})
+      try {
+        await c.connect()
+        const [, n] = (await c.pubsub('NUMSUB', channel)) as [string, number]
+        if (Number(n) > 0) found.push(i)
+      } catch {
+        // a dead node holds nothing
+      } finally {
+        c.disconnect()
+      }
+    }
+    return found
+  }
+
+  it('reports degraded when that node dies, recovers on another node, and receives again', async () => {
+    const bus = redisBus(redis, { channel: 'failover-test' })
+    const states: string[] = []
+    const got: unknown[] = []
+    const stop = await bus.subscribe(
+      (m) => got.push(m),
+      (s) => states.push(s),
+    )
+    const before = await subscribedNode('failover-test')
+    expect(before).toHaveLength(1)
+    const victim = before[0]!
+    await cluster.nodes[victim]!.stop()
+    for (let i = 0; i < 500 && !states.includes('recovered'); i++) await new Promise((r) => setTimeout(r, 10))
+    expect(states).toEqual(['degraded', 'recovered'])
+    const after = await subscribedNode('failover-test')
+    expect(after).toHaveLength(1)
+    expect(after[0]).not.toBe(victim)
+    // A PUBLISH on any live node reaches the subscription.
+    const other = cluster.nodes.find((_, i) => i !== victim && i !== after[0]) ?? cluster.nodes[after[0]!]!
+    const pub = new Redis(other.port, '127.0.0.1')
+    await pub.publish('failover-test', JSON.stringify({ products: ['P'], version: 7, origin: 'x' }))
+    for (let i = 0; i < 200 && got.length === 0; i++) await new Promise((r) => setTimeout(r, 10))
+    expect(got).toEqual([{ products: ['P'], version: 7, origin: 'x' }])
+    await pub.quit()
+    await stop()
+    expect(await subscribedNode('failover-test')).toEqual([])
+  }, 30_000)
 })
 
 describeService(redisServerMissing, 'redisLock while Redis is down', () => {

@@ -77,7 +77,7 @@ export class OwnRedis {
 export class OwnCluster {
   private constructor(readonly nodes: OwnRedis[]) {}
 
-  static async start(): Promise<OwnCluster> {
+  static async start(extra: readonly string[] = []): Promise<OwnCluster> {
     const nodes: OwnRedis[] = []
     for (let i = 0; i < 3; i++) {
       nodes.push(
@@ -85,9 +85,10 @@ export class OwnCluster {
           '--cluster-enabled',
           'yes',
           '--cluster-config-file',
-          `nodes-${process.pid}-${i}.conf`,
+          `nodes-${process.pid}-${i}-${Date.now()}.conf`,
           '--cluster-node-timeout',
           '2000',
+          ...extra,
         ]),
       )
     }
