@@ -26,7 +26,14 @@ export interface SqlLockOptions {
    * the next `acquire` opens a new session. @default ignore
    */
   onSessionLost?: (error: Error) => void
-  /** Runs the pauses between attempts and the acquire deadlines. @default stockcast's `defaultTimers` */
+  /**
+   * A query on the lock session (or the opening of one) that gets no answer within this many ms counts as a lost
+   * session: its connection is thrown away (which ends its locks in the database once the server sees it go) and
+   * the next `acquire` opens a new one. Without it, one connection that stops answering (a network partition)
+   * would hold every later `acquire` and release of this object. @default 5000
+   */
+  queryTimeoutMs?: number
+  /** Runs the pauses between attempts, the acquire deadlines and the query timeouts. @default stockcast's `defaultTimers` */
   timers?: Timers
 }
 
@@ -66,6 +73,9 @@ const MYSQL: LockSql = {
 }
 
 const messageOf = (e: unknown) => (e instanceof Error ? e.message : String(e))
+
+/** A query on the lock session that got no answer in time: the session counts as lost. */
+class HungError extends Error {}
 
 /** `true`, `1`, `'1'`, `'t'`: what drivers return for a true boolean or a 1. */
 const truthy = (v: unknown) => v === true || v === 1 || v === '1' || v === 't' || v === 1n
@@ -195,6 +205,12 @@ export function sqlLock(db: SqlDb, options: SqlLockOptions = {}): SqlLock {
     throw new ConfigError('sqlLock: onSessionLost must be a function', { option: 'onSessionLost' })
   }
   const onSessionLost = options.onSessionLost
+  const queryTimeoutMs = options.queryTimeoutMs ?? 5000
+  if (!(Number.isFinite(queryTimeoutMs) && queryTimeoutMs > 0)) {
+    throw new ConfigError(`sqlLock: queryTimeoutMs must be a positive number, got ${String(queryTimeoutMs)}`, {
+      option: 'queryTimeoutMs',
+    })
+  }
   const sql = dialect === 'postgres' ? POSTGRES : MYSQL
   const where = `sqlLock(${db.driver})`
   const local = new LocalKeys(timers)
@@ -211,10 +227,30 @@ export function sqlLock(db: SqlDb, options: SqlLockOptions = {}): SqlLock {
     return out
   }
 
-  /** The current session, opened if there is none. Runs inside `serially`. */
+  /** `promise`, or an error once `queryTimeoutMs` pass without an answer (`hung` then says so). */
+  const bounded = <T>(promise: Promise<T>, what: string): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      const timer = timers.setTimeout(
+        () => reject(new HungError(`${where}: ${what} got no answer within ${queryTimeoutMs} ms`)),
+        queryTimeoutMs,
+      )
+      promise.then(
+        (v) => {
+          timers.clearTimeout(timer)
+          resolve(v)
+        },
+        (e) => {
+          timers.clearTimeout(timer)
+          reject(e)
+        },
+      )
+    })
+
+  /** The current session, opened if there is none (within `queryTimeoutMs`). Runs inside `serially`. */
   const current = (): Promise<Session> => {
     if (session !== undefined) return Promise.resolve(session)
-    return new Promise<Session>((resolve, reject) => {
+    let abandoned = false
+    const opening = new Promise<Session>((resolve, reject) => {
       let end!: (error?: Error) => void
       const ended = new Promise<void>((res, rej) => {
         end = (error) => (error === undefined ? res() : rej(error))
@@ -224,6 +260,8 @@ export function sqlLock(db: SqlDb, options: SqlLockOptions = {}): SqlLock {
         closedDown = r
       })
       db.session(async (s) => {
+        // Opened after its opening timed out: give the connection back at once, as broken.
+        if (abandoned) throw new Error(`${where}: the lock session's connection opened too late`)
         session = { db: s, gen: ++generation, end, done }
         resolve(session)
         await ended
@@ -236,6 +274,10 @@ export function sqlLock(db: SqlDb, options: SqlLockOptions = {}): SqlLock {
         },
       )
     })
+    return bounded(opening, 'opening the lock session').catch((e: unknown) => {
+      if (e instanceof HungError) abandoned = true
+      throw e
+    })
   }
 
   /**
@@ -246,7 +288,8 @@ export function sqlLock(db: SqlDb, options: SqlLockOptions = {}): SqlLock {
   const drop = async (s: Session, cause: unknown): Promise<void> => {
     if (session !== s) return
     session = undefined
-    await s.db.query(sql.giveAll).catch(() => {})
+    // A session that stopped answering would not answer this either.
+    if (!(cause instanceof HungError)) await bounded(s.db.query(sql.giveAll), 'giving back its locks').catch(() => {})
     const error = new Error(`${where}: the lock session's connection was lost: ${messageOf(cause)}`, { cause })
     s.end(error)
     await s.done
@@ -266,7 +309,7 @@ export function sqlLock(db: SqlDb, options: SqlLockOptions = {}): SqlLock {
       if (attempt.abandoned) return undefined
       let got: boolean
       try {
-        const rows = await s.db.query<{ got: unknown }>(sql.take, [param])
+        const rows = await bounded(s.db.query<{ got: unknown }>(sql.take, [param]), 'taking a lock')
         got = truthy(rows[0]?.got)
       } catch (e) {
         await drop(s, e)
@@ -283,7 +326,7 @@ export function sqlLock(db: SqlDb, options: SqlLockOptions = {}): SqlLock {
   /** Give back `param`'s lock on `s`. Runs inside `serially`. */
   const give = async (s: Session, param: string): Promise<void> => {
     try {
-      await s.db.query(sql.give, [param])
+      await bounded(s.db.query(sql.give, [param]), 'giving back a lock')
     } catch (e) {
       // Its lock ends with the session, which is thrown away.
       await drop(s, e)
@@ -367,7 +410,8 @@ export function sqlLock(db: SqlDb, options: SqlLockOptions = {}): SqlLock {
           try {
             gen = await within(Math.max(0, deadline - Date.now()), param)
             lostInARow = 0
-            failure = undefined
+            // A deadline that ends an attempt keeps the failure before it (it says why there was no answer).
+            if (gen !== 'timeout') failure = undefined
           } catch (e) {
             if (e instanceof ClosedError) throw e
             // The session was lost, or none could be opened: the next attempt opens a new one.
@@ -398,7 +442,7 @@ export function sqlLock(db: SqlDb, options: SqlLockOptions = {}): SqlLock {
         if (s === undefined) return
         session = undefined
         try {
-          await s.db.query(sql.giveAll)
+          await bounded(s.db.query(sql.giveAll), 'giving back its locks')
           s.end()
         } catch (e) {
           s.end(new Error(`${where}: the lock session's connection was lost: ${messageOf(e)}`, { cause: e }))

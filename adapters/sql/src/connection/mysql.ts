@@ -9,6 +9,8 @@ export interface MysqlConnectionLike {
   commit(): Promise<void>
   rollback(): Promise<void>
   release(): void
+  /** Close the connection instead of pooling it again (mysql2 has it). */
+  destroy?(): void
 }
 
 /** The members of a mysql2/promise Pool this adapter calls. */
@@ -96,10 +98,16 @@ export function fromMysql(pool: MysqlPoolLike | (() => MysqlPoolLike)): SqlDb {
   }
   const withConnection = async <T>(fn: (conn: MysqlConnectionLike) => Promise<T>): Promise<T> => {
     const conn = await get().getConnection()
+    let broken = false
     try {
       return await fn(conn)
+    } catch (e) {
+      // A connection-level failure (or one that stopped answering) must not go back into the pool.
+      broken = e instanceof Error && /connection|ECONN|closed|answer/i.test(e.message)
+      throw e
     } finally {
-      conn.release()
+      if (broken && typeof conn.destroy === 'function') conn.destroy()
+      else conn.release()
     }
   }
   return {
