@@ -14,7 +14,12 @@ import { describeService } from './services.js'
 const schema = changeCaptureSchema
 
 /** A shared SQL store where another instance's write wins the next `races` writes of `key`. */
-function contendedStore(inner: Store, key: string, races: number): Store & { writes: number[] } {
+function contendedStore(
+  inner: Store,
+  key: string,
+  races: number,
+  afterRaces?: () => void,
+): Store & { writes: number[] } {
   const writes: number[] = []
   let left = races
   return {
@@ -31,6 +36,7 @@ function contendedStore(inner: Store, key: string, races: number): Store & { wri
       writes.push(Date.now())
       if (left <= 0) return
       left--
+      if (left === 0) afterRaces?.()
       // The other instance's value (computed from another snapshot), one version above: the store keeps it, the
       // read-back sees it, and this instance's next write (a higher version again) replaces it.
       const [, e] = mine
@@ -76,6 +82,58 @@ for (const d of DIALECTS) {
         expect(Math.max(...gaps), `gaps between retries: ${gaps.join(', ')} ms`).toBeLessThan(2500)
         expect((await base.getMany(['U1'])).get('U1')?.value.stockToday).toBe(7)
         expect((await cache.get('U1', { consistency: 'strong' })).stockToday).toBe(7)
+        expect(listener.status().held).toEqual({ failed: 0, unstored: 0, deferred: 0 })
+      } finally {
+        await listener.stop()
+        await cache.close()
+        await capture.uninstall()
+        await base.drop()
+      }
+    })
+
+    it('a failure after lost races backs off from retryMs: races are not failures', async () => {
+      const prefix = capturePrefix()
+      const RACES = 5
+      const base = sqlStore(t.db, { table: `${prefix}_store` })
+      const reader = sqlReader(t.db, schema)
+      let failReads = 0
+      // After the last lost race, the next read of the sources fails once (a terminated connection, say).
+      const store = contendedStore(base, 'U2', RACES, () => {
+        failReads = 1
+      })
+      const failing = {
+        ...reader,
+        read: async (...args: Parameters<typeof reader.read>) => {
+          if (failReads > 0) {
+            failReads--
+            throw new Error('injected: connection terminated')
+          }
+          return reader.read(...args)
+        },
+      }
+      const capture = sqlChangeCapture(t.db, schema, { prefix, scanMs: 100, pollMs: 20 })
+      await capture.install()
+      const cache = createStockCache({
+        schema,
+        reader: failing,
+        store,
+        pendingMarks: capture,
+        debounceMs: 5,
+        memory: { ttl: 60_000 },
+      })
+      cache.on('error', () => {})
+      const listener = await capture.listen(cache)
+      try {
+        await t.sql('INSERT INTO cc_movements (sku, qty) VALUES (?, ?)', ['U2', 9])
+        await until(async () => (await t.outboxCount(prefix)) === 0, 20_000, 'the rows of U2 to be processed')
+        const drained = Date.now()
+        expect(failReads).toBe(0)
+        expect(store.writes.length).toBe(RACES + 1)
+        // Every wait, the failed attempt's included, is about retryMs (200 ms); counting the five races as failures
+        // made the failure's delay 200 ms x 2^5 = 6.4 s.
+        const waits = [...store.writes.slice(1).map((at, i) => at - store.writes[i]!), drained - store.writes.at(-1)!]
+        expect(Math.max(...waits), `waits: ${waits.join(', ')} ms`).toBeLessThan(2500)
+        expect((await base.getMany(['U2'])).get('U2')?.value.stockToday).toBe(9)
         expect(listener.status().held).toEqual({ failed: 0, unstored: 0, deferred: 0 })
       } finally {
         await listener.stop()

@@ -249,7 +249,7 @@ interface Held {
   /** The highest id the cache has been marked with for this product: rows up to it need no new mark. */
   maxId: number
   kind: HeldKind
-  /** Failed attempts so far (a failed product's retry delay grows with it). */
+  /** Failures in a row so far (a failed product's retry delay grows with them; lost races do not count). */
   attempt: number
   /** When the lease ends and the rows are claimable again (this consumer's clock). */
   until: number
@@ -617,7 +617,8 @@ class Consumer implements OutboxConsumer, MarkSource {
       // store, so the rows stay (they keep telling them) until a recompute is stored.
       const kind: HeldKind = deferred.has(p) ? 'deferred' : !failed.has(p) && unstored.has(p) ? 'unstored' : 'failed'
       const previous = this.#held.get(p)
-      const attempt = kind === 'deferred' ? 0 : (previous?.attempt ?? -1) + 1
+      // Only failures in a row grow a failure's delay: lost races (unstored) and deferrals before it do not count.
+      const attempt = kind === 'failed' && previous?.kind === 'failed' ? previous.attempt + 1 : 0
       const delay = this.#holdMs(kind, attempt)
       this.#held.set(p, {
         owner,
