@@ -16,24 +16,48 @@
 import { parseArgs } from 'node:util'
 import { startHistory } from '../test-support/history/run.mjs'
 
-const { values } = parseArgs({
-  options: {
-    db: { type: 'string', default: 'postgres' },
-    seconds: { type: 'string', default: '60' },
-    writers: { type: 'string', default: '5' },
-    caches: { type: 'string', default: '3' },
-    products: { type: 'string', default: '40' },
-    batches: { type: 'string', default: '12' },
-    seed: { type: 'string' },
-    'no-faults': { type: 'boolean', default: false },
-    baseline: { type: 'boolean', default: false },
-    'unlocked-batches': { type: 'boolean', default: false },
-    redis: { type: 'boolean', default: false },
-    json: { type: 'boolean', default: false },
-  },
-})
+const USAGE = `usage: node scripts/history-check.mjs --db postgres|mysql [--seconds 60] [--writers 5] [--caches 3]
+  [--products 40] [--batches 12] [--seed N] [--no-faults] [--baseline] [--unlocked-batches] [--redis] [--json]
+Runs against the built packages (npm run build first); see test-support/history/README.md.
+Exit code 0: no violation; 1: a violation; 2: a failed run or bad arguments.`
+
+let parsed
+try {
+  parsed = parseArgs({
+    options: {
+      db: { type: 'string', default: 'postgres' },
+      seconds: { type: 'string', default: '60' },
+      writers: { type: 'string', default: '5' },
+      caches: { type: 'string', default: '3' },
+      products: { type: 'string', default: '40' },
+      batches: { type: 'string', default: '12' },
+      seed: { type: 'string' },
+      'no-faults': { type: 'boolean', default: false },
+      baseline: { type: 'boolean', default: false },
+      'unlocked-batches': { type: 'boolean', default: false },
+      redis: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  })
+} catch (e) {
+  console.error(`${e.message}\n${USAGE}`)
+  process.exit(2)
+}
+const { values } = parsed
+if (values.help) {
+  console.log(USAGE)
+  process.exit(0)
+}
+for (const name of ['seconds', 'writers', 'caches', 'products', 'batches', 'seed']) {
+  const v = values[name]
+  if (v !== undefined && !(Number.isInteger(Number(v)) && Number(v) >= 0)) {
+    console.error(`--${name} must be a non-negative integer, got ${JSON.stringify(v)}\n${USAGE}`)
+    process.exit(2)
+  }
+}
 if (values.db !== 'postgres' && values.db !== 'mysql') {
-  console.error('--db must be postgres or mysql')
+  console.error(`--db must be postgres or mysql\n${USAGE}`)
   process.exit(2)
 }
 const run = startHistory({
