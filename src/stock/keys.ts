@@ -30,3 +30,10 @@ export function assertLocation(location: unknown, where: string): asserts locati
     throw new InvalidInputError(`${where}: a location must be a non-empty string, got ${JSON.stringify(location)}`)
   }
 }
+
+/** A read's `consistency` option: `'default'`, `'strong'` or absent. */
+export function assertConsistency(value: unknown, where: string): void {
+  if (value !== undefined && value !== 'default' && value !== 'strong') {
+    throw new InvalidInputError(`${where}: consistency must be 'default' or 'strong', got ${JSON.stringify(value)}`)
+  }
+}

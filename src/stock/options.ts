@@ -226,3 +226,12 @@ export function resolveOptions(o: StockCacheOptions): ResolvedOptions {
     selectiveReads,
   }
 }
+
+const warned = new Set<string>()
+
+/** A risky but legal setup: one process warning per code. */
+export function warnOnce(code: string, message: string): void {
+  if (warned.has(code)) return
+  warned.add(code)
+  process.emitWarning(message, { code, type: 'StockcastWarning' })
+}

@@ -12,8 +12,9 @@ import { projectStock } from '../projection/project.js'
 import type { ProjectionOptions } from '../projection/types.js'
 import { defaultTimers } from '../util/timers.js'
 import { DayClock } from './day-clock.js'
-import { assertLocation, assertProduct, KEY_SEPARATOR, keyOf } from './keys.js'
-import { type ResolvedOptions, resolveOptions, type StockCacheOptions } from './options.js'
+import { assertConsistency, assertLocation, assertProduct, KEY_SEPARATOR, keyOf } from './keys.js'
+import { rebuildAll, sourcesOf } from './ops.js'
+import { type ResolvedOptions, resolveOptions, type StockCacheOptions, warnOnce } from './options.js'
 import { freezeProjection, ProjectionLoader } from './projection-loader.js'
 import type { StockSchema } from './schema.js'
 import { emitComputed, type StockCacheEvents } from './stock-events.js'
@@ -22,7 +23,6 @@ import type {
   GetManyOptions,
   GetOptions,
   MarkOptions,
-  MarkReason,
   RebuildProgress,
   RebuildReport,
   StockCache,
@@ -288,7 +288,7 @@ class StockCacheImpl implements StockCache {
     for (const p of list) assertProduct(p, 'markDirty')
     return this.#engine.mark(list, {
       version: options.version,
-      sources: this.#sourcesOf(options.reason),
+      sources: sourcesOf(this.#schema, this.#sourceIds, options.reason),
       tx: options.tx,
     })
   }
@@ -314,53 +314,11 @@ class StockCacheImpl implements StockCache {
     return this.#engine.disable(fn)
   }
 
-  #sourcesOf(reason: MarkReason | undefined): string[] | null {
-    if (reason === undefined) return null
-    const names = typeof reason === 'string' ? [reason] : [...(reason.sources ?? []), ...(reason.tables ?? [])]
-    if (names.length === 0) return null
-    const out = new Set<string>()
-    for (const n of names) {
-      if (this.#sourceIds.has(n)) out.add(n)
-      else {
-        const byTable = this.#schema.sourcesForTable(n)
-        if (byTable.length === 0) return null // unknown or related table: re-read everything
-        for (const s of byTable) out.add(s.id)
-      }
-    }
-    return [...out]
-  }
-
   // ---------------------------------------------------------------- ops
 
-  async rebuildAll(options: { onProgress?: (p: RebuildProgress) => void } = {}): Promise<RebuildReport> {
+  rebuildAll(options: { onProgress?: (p: RebuildProgress) => void } = {}): Promise<RebuildReport> {
     this.#engine.assertOpen()
-    if (typeof this.#reader.products !== 'function') {
-      throw new ConfigError('rebuildAll: the reader has no products() method to list every product', {
-        option: 'reader',
-      })
-    }
-    const clock = this.#engine.clock
-    const started = clock.now()
-    let products: string[]
-    try {
-      products = await this.#reader.products()
-    } catch (cause) {
-      throw new SourceUnavailableError(`rebuildAll: listing products failed: ${messageOf(cause)}`, {
-        tier: 'l3',
-        cause,
-      })
-    }
-    let keys = 0
-    let failed = 0
-    await this.#engine.refresh(products, undefined, (result, done) => {
-      for (const r of result.values()) {
-        if ('error' in r) failed++
-        else keys += r.values.size
-      }
-      options.onProgress?.({ done, total: products.length, elapsedMs: clock.now() - started })
-    })
-    this.#m.rebuilds++
-    return { products: products.length, keys, failed, ms: clock.now() - started }
+    return rebuildAll(this.#engine, this.#reader, options)
   }
 
   validate(options: ValidateOptions = {}): Promise<ValidationReport> {
@@ -419,19 +377,4 @@ class StockCacheImpl implements StockCache {
     const e = this.#engine
     return { dirty: e.marks.isDirty(product), inFlight: e.marks.batchOf(product) !== undefined, l1: e.l1.has(product) }
   }
-}
-
-function assertConsistency(value: unknown, where: string): void {
-  if (value !== undefined && value !== 'default' && value !== 'strong') {
-    throw new InvalidInputError(`${where}: consistency must be 'default' or 'strong', got ${JSON.stringify(value)}`)
-  }
-}
-
-const warned = new Set<string>()
-
-/** A risky but legal setup: one process warning per code. */
-function warnOnce(code: string, message: string): void {
-  if (warned.has(code)) return
-  warned.add(code)
-  process.emitWarning(message, { code, type: 'StockcastWarning' })
 }
