@@ -12,6 +12,7 @@ const here = dirname(fileURLToPath(import.meta.url))
 const scripts = [
   'l1-get.mjs',
   'calculator.mjs',
+  'codec.mjs',
   'coalescing.mjs',
   'sql-postgres.mjs',
   'sql-mariadb.mjs',

@@ -46,6 +46,8 @@ export type {
 export { availabilityDate, projectStock, todayIn } from './projection/index.js'
 export type { CaptureProductColumn, CaptureRelated, CaptureTable } from './stock/capture-plan.js'
 export { capturePlan } from './stock/capture-plan.js'
+export type { ValueCodec } from './stock/codec.js'
+export { projectionCodec } from './stock/codec.js'
 export { KEY_SEPARATOR, keyOf, parseKey } from './stock/keys.js'
 export type {
   MemorySource,

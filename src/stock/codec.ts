@@ -1,0 +1,238 @@
+import type { StockProjection } from '../cache/types.js'
+import { StockcastError } from '../errors.js'
+import { formatDate, tryParseDate } from '../projection/dates.js'
+import type { LaterFlow, ProjectionDay, StockStatus } from '../projection/types.js'
+
+/**
+ * How a store turns values into text and back. `decode(encode(v))` equals `v` (for the values the codec
+ * accepts); `decode` throws a `StockcastError` on text that is not one of its encodings.
+ */
+export interface ValueCodec<V = StockProjection> {
+  encode(value: V): string
+  decode(text: string): V
+}
+
+/** Compact projection encoding, version 1. JSON text never starts with `p`, so both read back unambiguously. */
+const TAG = 'p1'
+const FIELDS = 24
+const STATUSES: ReadonlySet<string> = new Set<StockStatus>(['OK', 'ATTENTION', 'CRITICAL'])
+
+/** A value that cannot take the compact form (the caller falls back to JSON). */
+const NOT_COMPACT = Symbol('not compact')
+
+/** `x` as an integer count of 10^-scale units, when that is exact (the value a decimal of that scale prints as). */
+function scaled(x: unknown, m: number): number {
+  // -0 would read back as 0 (JSON has no -0), NaN and infinities have no integer form.
+  if (typeof x !== 'number' || Object.is(x, -0)) throw NOT_COMPACT
+  const i = Math.round(x * m)
+  if (!Number.isSafeInteger(i) || i / m !== x) throw NOT_COMPACT
+  return i
+}
+
+function finite(x: unknown): number {
+  if (typeof x !== 'number' || !Number.isFinite(x) || Object.is(x, -0)) throw NOT_COMPACT
+  return x
+}
+
+function text(x: unknown): string {
+  if (typeof x !== 'string') throw NOT_COMPACT
+  return x
+}
+
+function textOrNull(x: unknown): string | null {
+  if (x === null) return null
+  return text(x)
+}
+
+/** The dates D0..D(n-1) of a `today`, shared by every value decoded with them (a few D0s are live at once). */
+const dateRuns = new Map<string, readonly string[]>()
+
+function datesFrom(today: string, n: number): readonly string[] {
+  const k = `${today}/${n}`
+  let run = dateRuns.get(k)
+  if (run === undefined) {
+    const d0 = tryParseDate(today)
+    if (Number.isNaN(d0)) throw new StockcastError(`projection codec: bad D0 ${JSON.stringify(today)}`)
+    const out: string[] = []
+    for (let i = 0; i < n; i++) out.push(formatDate(d0 + i))
+    run = out
+    if (dateRuns.size >= 64) dateRuns.clear()
+    dateRuns.set(k, run)
+  }
+  return run
+}
+
+function compact(v: StockProjection): string {
+  if (v === null || typeof v !== 'object' || Object.keys(v).length !== FIELDS) throw NOT_COMPACT
+  const scale = v.scale
+  if (!Number.isInteger(scale) || scale < 0 || scale > 9) throw NOT_COMPACT
+  const m = 10 ** scale
+  const n = v.horizonDays
+  const days = v.days
+  if (!Number.isInteger(n) || n < 1 || !Array.isArray(days) || days.length !== n) throw NOT_COMPACT
+  const today = text(v.today)
+  const dates = datesFrom(today, n)
+  const series: number[] = new Array(n * 6)
+  for (let i = 0, j = 0; i < n; i++, j += 6) {
+    const d = days[i] as ProjectionDay
+    if (d === null || typeof d !== 'object' || Object.keys(d).length !== 7 || d.date !== dates[i]) throw NOT_COMPACT
+    series[j] = scaled(d.opening, m)
+    series[j + 1] = scaled(d.movements, m)
+    series[j + 2] = scaled(d.supply, m)
+    series[j + 3] = scaled(d.demand, m)
+    series[j + 4] = scaled(d.closing, m)
+    series[j + 5] = scaled(d.closingWithPending, m)
+  }
+  const laterFlows = v.later
+  if (!Array.isArray(laterFlows)) throw NOT_COMPACT
+  const later: Array<string | number> = []
+  for (const l of laterFlows as LaterFlow[]) {
+    if (l === null || typeof l !== 'object' || Object.keys(l).length !== 3) throw NOT_COMPACT
+    later.push(text(l.date), scaled(l.net, m), scaled(l.netWithPending, m))
+  }
+  if (!STATUSES.has(v.status)) throw NOT_COMPACT
+  if (typeof v.stale !== 'boolean') throw NOT_COMPACT
+  const daysOfCover = v.daysOfCover === null ? null : finite(v.daysOfCover)
+  return (
+    TAG +
+    JSON.stringify([
+      text(v.key),
+      text(v.product),
+      textOrNull(v.location),
+      today,
+      text(v.timeZone),
+      n,
+      scale,
+      scaled(v.stockToday, m),
+      scaled(v.supplyToday, m),
+      scaled(v.demandToday, m),
+      scaled(v.overdueSupply, m),
+      scaled(v.overdueDemand, m),
+      scaled(v.minClosing7d, m),
+      text(v.minClosing7dDate),
+      textOrNull(v.firstStockoutDate),
+      daysOfCover,
+      v.status,
+      scaled(v.safetyStock, m),
+      scaled(v.stockoutThreshold, m),
+      finite(v.version),
+      finite(v.computedAt),
+      v.stale ? 1 : 0,
+      series,
+      later,
+    ])
+  )
+}
+
+const bad = (why: string) => new StockcastError(`projection codec: not a compact projection (${why})`)
+
+function expand(t: string): StockProjection {
+  let a: unknown
+  try {
+    a = JSON.parse(t.slice(TAG.length))
+  } catch {
+    throw bad('invalid JSON')
+  }
+  if (!Array.isArray(a) || a.length !== 24) throw bad('wrong shape')
+  const n = a[5] as number
+  const scale = a[6] as number
+  const series = a[22] as number[]
+  const laterFlat = a[23] as Array<string | number>
+  if (
+    !Number.isInteger(n) ||
+    n < 1 ||
+    !Number.isInteger(scale) ||
+    scale < 0 ||
+    scale > 9 ||
+    !Array.isArray(series) ||
+    series.length !== n * 6 ||
+    !Array.isArray(laterFlat) ||
+    laterFlat.length % 3 !== 0 ||
+    typeof a[3] !== 'string'
+  ) {
+    throw bad('wrong shape')
+  }
+  const m = 10 ** scale
+  const dates = datesFrom(a[3], n)
+  const days: ProjectionDay[] = new Array(n)
+  for (let i = 0, j = 0; i < n; i++, j += 6) {
+    days[i] = Object.freeze({
+      date: dates[i]!,
+      opening: series[j]! / m,
+      movements: series[j + 1]! / m,
+      supply: series[j + 2]! / m,
+      demand: series[j + 3]! / m,
+      closing: series[j + 4]! / m,
+      closingWithPending: series[j + 5]! / m,
+    })
+  }
+  const later: LaterFlow[] = []
+  for (let j = 0; j < laterFlat.length; j += 3) {
+    later.push(
+      Object.freeze({
+        date: laterFlat[j] as string,
+        net: (laterFlat[j + 1] as number) / m,
+        netWithPending: (laterFlat[j + 2] as number) / m,
+      }),
+    )
+  }
+  // The same key order as a computed projection (`projectStock`, then the cache's fields).
+  return Object.freeze({
+    today: a[3] as string,
+    timeZone: a[4] as string,
+    horizonDays: n,
+    scale,
+    stockToday: (a[7] as number) / m,
+    supplyToday: (a[8] as number) / m,
+    demandToday: (a[9] as number) / m,
+    overdueSupply: (a[10] as number) / m,
+    overdueDemand: (a[11] as number) / m,
+    days: Object.freeze(days),
+    minClosing7d: (a[12] as number) / m,
+    minClosing7dDate: a[13] as string,
+    firstStockoutDate: a[14] as string | null,
+    daysOfCover: a[15] as number | null,
+    status: a[16] as StockStatus,
+    safetyStock: (a[17] as number) / m,
+    stockoutThreshold: (a[18] as number) / m,
+    later: Object.freeze(later),
+    key: a[0] as string,
+    product: a[1] as string,
+    location: a[2] as string | null,
+    version: a[19] as number,
+    computedAt: a[20] as number,
+    stale: a[21] === 1,
+  })
+}
+
+/**
+ * The stores' codec: a projection in a compact form (about a quarter of its JSON; the day series as integers of
+ * 10^-scale units, day dates from D0), any other value as JSON. Exact: a projection takes the compact form only when
+ * every quantity is a decimal of its `scale` (what the calculator produces) and its days are D0..D(n-1) in order;
+ * otherwise it is written as JSON, so `decode(encode(v))` always equals `v` for JSON-safe values. Decoded
+ * projections are frozen.
+ */
+export const projectionCodec: {
+  encode(value: unknown): string
+  decode<V = StockProjection>(text: string): V
+} = {
+  encode(value: unknown): string {
+    try {
+      return compact(value as StockProjection)
+    } catch (e) {
+      if (e !== NOT_COMPACT) throw e
+    }
+    const json = JSON.stringify(value)
+    if (json === undefined) throw new StockcastError('projection codec: the value has no JSON form')
+    return json
+  },
+  decode<V = StockProjection>(t: string): V {
+    if (typeof t !== 'string') throw bad('not text')
+    if (t.startsWith(TAG)) return expand(t) as V
+    try {
+      return JSON.parse(t) as V
+    } catch {
+      throw bad('neither compact nor JSON')
+    }
+  },
+}
