@@ -191,6 +191,15 @@ describe('projectionCodec', () => {
     ]) {
       expect(() => projectionCodec.decode(t), JSON.stringify(t)).toThrow(StockcastError)
     }
+    const good = projectionCodec.encode(randomProjection(3))
+    // A corrupted day quantity or header is refused, not read as NaN.
+    expect(() => projectionCodec.decode(good.replace(/,\[(-?\d+),/, ',["x",'))).toThrow(StockcastError)
+    expect(() => projectionCodec.decode(good.replace(/"(OK|ATTENTION|CRITICAL)",(-?\d+)/, '"$1","7"'))).toThrow(
+      StockcastError,
+    )
     expect(() => projectionCodec.encode(undefined)).toThrow(StockcastError)
+    // A D0 that is no date: written as JSON, not refused.
+    const p = randomProjection(5)
+    expect(projectionCodec.encode({ ...p, today: 'someday' }).startsWith('{')).toBe(true)
   })
 })

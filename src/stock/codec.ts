@@ -71,6 +71,7 @@ function compact(v: StockProjection): string {
   const days = v.days
   if (!Number.isInteger(n) || n < 1 || !Array.isArray(days) || days.length !== n) throw NOT_COMPACT
   const today = text(v.today)
+  if (Number.isNaN(tryParseDate(today))) throw NOT_COMPACT
   const dates = datesFrom(today, n)
   const series: number[] = new Array(n * 6)
   for (let i = 0, j = 0; i < n; i++, j += 6) {
@@ -152,6 +153,18 @@ function expand(t: string): StockProjection {
   ) {
     throw bad('wrong shape')
   }
+  for (const x of series) if (!Number.isSafeInteger(x)) throw bad('a day quantity is not an integer')
+  for (let j = 0; j < laterFlat.length; j += 3) {
+    if (
+      typeof laterFlat[j] !== 'string' ||
+      !Number.isSafeInteger(laterFlat[j + 1]) ||
+      !Number.isSafeInteger(laterFlat[j + 2])
+    ) {
+      throw bad('a later flow is malformed')
+    }
+  }
+  for (const i of [7, 8, 9, 10, 11, 12, 17, 18])
+    if (!Number.isSafeInteger(a[i])) throw bad('a quantity is not an integer')
   const m = 10 ** scale
   const dates = datesFrom(a[3], n)
   const days: ProjectionDay[] = new Array(n)
