@@ -175,6 +175,7 @@ export class BatchRunner<V extends Versioned> {
         for (const u of locked) result.set(u, { error })
         return result
       }
+      const durationMs = Math.max(0, Math.round(d.clock.now() - computedAt))
       const l2Entries: Array<[string, StoreEntry<V>]> = []
       const writes: Array<{ unit: string; values: Map<string, V>; extra: unknown }> = []
       for (const unit of locked) {
@@ -198,8 +199,8 @@ export class BatchRunner<V extends Versioned> {
           l2Entries.push([
             key,
             expiresAt === undefined
-              ? { value, version: value.version, computedAt: value.computedAt }
-              : { value, version: value.version, computedAt: value.computedAt, expiresAt },
+              ? { value, version: value.version, computedAt: value.computedAt, durationMs }
+              : { value, version: value.version, computedAt: value.computedAt, expiresAt, durationMs },
           ])
         }
         d.metrics.recomputes++

@@ -25,6 +25,11 @@ export interface StoreEntry<V = StockProjection> {
   computedAt: number
   /** Epoch ms after which the entry must not be served (stores that support expiry may drop it then). */
   expiresAt?: number
+  /**
+   * Ms the recompute that produced it took: its batch's source read and computation (a batch computes its units
+   * together). Stores with columns keep it for monitoring; the others may ignore it.
+   */
+  durationMs?: number
 }
 
 /**

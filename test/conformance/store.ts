@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { PROBE_KEY } from '../../src/cache/store-facade.js'
-import type { StockProjection, Store, StoreEntry } from '../../src/index.js'
+import { projectStock, type StockProjection, type Store, type StoreEntry } from '../../src/index.js'
 
 export interface StoreConformanceOptions {
   /** Suite title. @default 'Store conformance' */
@@ -12,6 +12,60 @@ export interface StoreConformanceOptions {
 }
 
 export type MakeStore = (options: { prefix: string }) => Store | Promise<Store>
+
+const plusDays = (d: string, n: number) => {
+  const t = new Date(`${d}T00:00:00Z`)
+  t.setUTCDate(t.getUTCDate() + n)
+  return t.toISOString().slice(0, 10)
+}
+
+/**
+ * Projections as the calculator makes them, at their edges: negative stock, 15 significant digits, a pending series,
+ * overdue rows, flows after the horizon, a location, scales 0 and 9. A store must give each back equal.
+ */
+export function edgeProjections(): StockProjection[] {
+  const today = '2026-11-27'
+  const make = (
+    key: string,
+    scale: number,
+    inputs: Parameters<typeof projectStock>[0],
+    extra: Partial<Parameters<typeof projectStock>[1]> = {},
+  ): StockProjection => {
+    const [product, location] = key.split('\u001f')
+    return {
+      ...projectStock(inputs, { today, scale, timeZone: 'America/Sao_Paulo', ...extra }),
+      key,
+      product: product!,
+      location: location ?? null,
+      version: 1_795_000_000_000_000 + scale,
+      computedAt: 1_795_000_000_000 + scale,
+      stale: false,
+    }
+  }
+  return [
+    make('EDGE-neg', 3, {
+      onHand: [{ quantity: '-123456789012.345' }, { date: plusDays(today, 3), quantity: '0.001' }],
+      supply: [
+        { date: plusDays(today, -4), quantity: '99999999999.999' },
+        { date: plusDays(today, 2), quantity: '5', pending: true },
+        { date: plusDays(today, 40), quantity: '7.5' },
+      ],
+      demand: [
+        { date: plusDays(today, -1), quantity: '0.003' },
+        { date: plusDays(today, 1), quantity: '-2.5' },
+        { date: plusDays(today, 35), quantity: '1', pending: true },
+      ],
+    }),
+    make('EDGE-loc\u001fWH 1', 0, { onHand: '12', demand: [{ date: plusDays(today, 5), quantity: '20' }] }),
+    make(
+      'EDGE-fine',
+      9,
+      { onHand: '0.000000001', supply: [{ date: plusDays(today, 1), quantity: '123456.123456789', pending: true }] },
+      { horizonDays: 60, safetyStock: '-0.5' },
+    ),
+    make('EDGE-empty', 3, { onHand: '0' }, { horizonDays: 1 }),
+  ]
+}
 
 /** A projection-shaped value with every kind of field a store must round-trip. */
 export function sampleProjection(key: string, version: number, closing = 10): StockProjection {
@@ -111,6 +165,19 @@ export function runStoreConformance(makeStore: MakeStore, options: StoreConforma
       expect(got.get('SKU-2\u001fWH-1')!.value.days[5]!.closing).toBe(-7.5)
       expect(got.get('SKU-2\u001fWH-1')!.value.location).toBe('WH-1')
       expect(got.get('SKU-2\u001fWH-1')!.value.firstStockoutDate).toBeNull()
+    })
+
+    it('round-trips projections as the calculator makes them, exactly (negatives, 15 digits, pending, overdue, locations)', async () => {
+      const s = await make()
+      const values = edgeProjections()
+      await s.setMany(values.map((v) => [v.key, { value: v, version: v.version, computedAt: v.computedAt }] as const))
+      const got = await s.getMany(values.map((v) => v.key))
+      for (const v of values) {
+        const e = got.get(v.key)
+        expect(e?.version, v.key).toBe(v.version)
+        expect(e?.value, v.key).toEqual(v)
+        expect(JSON.stringify(e?.value), v.key).toBe(JSON.stringify(v))
+      }
     })
 
     it('never replaces an entry with a higher version', async () => {

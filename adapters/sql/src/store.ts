@@ -4,6 +4,7 @@ import {
   defaultTimers,
   InvalidInputError,
   isWellFormedText,
+  projectionCodec,
   StockcastError,
   type StockProjection,
   type Store,
@@ -53,6 +54,50 @@ const INSTALL_LOCK_SECONDS = 60
 /** `key` arrives as hex text (every driver returns text; PostgreSQL `bytea` and MySQL `BLOB` would not agree). */
 type Row = { key: unknown; value: unknown; version: unknown; computed_at: unknown }
 
+const STATUSES = new Set(['OK', 'ATTENTION', 'CRITICAL'])
+const DAY = /^\d{4}-\d{2}-\d{2}$/
+
+/** The columns a projection fills beside its value (monitoring queries and listings read them); null otherwise. */
+interface Summary {
+  status: string
+  stockToday: string
+  minClosing7d: string
+  firstStockoutDate: string | null
+  daysOfCover: number | null
+  /** UTF-8 hex of the location, null for a product's roll-up. */
+  location: string | null
+}
+
+/** A quantity as decimal text (a JS number prints as the shortest decimal that reads back as itself). */
+const decimalText = (x: number) => String(x)
+
+function summaryOf(v: unknown): Summary | null {
+  if (v === null || typeof v !== 'object') return null
+  const p = v as Partial<StockProjection>
+  if (typeof p.status !== 'string' || !STATUSES.has(p.status)) return null
+  if (typeof p.stockToday !== 'number' || !Number.isFinite(p.stockToday)) return null
+  if (typeof p.minClosing7d !== 'number' || !Number.isFinite(p.minClosing7d)) return null
+  const first = p.firstStockoutDate
+  if (first !== null && (typeof first !== 'string' || !DAY.test(first))) return null
+  const cover = p.daysOfCover
+  if (cover !== null && !(typeof cover === 'number' && Number.isSafeInteger(cover) && Math.abs(cover) < 2 ** 31))
+    return null
+  const loc = p.location
+  if (loc !== null && (typeof loc !== 'string' || !isWellFormedText(loc))) return null
+  return {
+    status: p.status,
+    stockToday: decimalText(p.stockToday),
+    minClosing7d: decimalText(p.minClosing7d),
+    firstStockoutDate: first ?? null,
+    daysOfCover: cover ?? null,
+    location: loc == null ? null : toHex(loc),
+  }
+}
+
+/** A duration for an INT column: whole ms, null when absent or out of range. */
+const durationOf = (ms: unknown) =>
+  typeof ms === 'number' && Number.isFinite(ms) && ms >= 0 && ms < 2 ** 31 ? Math.round(ms) : null
+
 const messageOf = (e: unknown) => (e instanceof Error ? e.message : String(e))
 
 /** PostgreSQL deadlock_detected / serialization_failure, MySQL ER_LOCK_DEADLOCK / ER_LOCK_WAIT_TIMEOUT. */
@@ -83,13 +128,15 @@ const storable = (key: string) => isWellFormedText(key)
 
 /**
  * The L2 store as one table, shared by every process that points at it: a row per key with `key_hash` (SHA-256 of
- * the key's UTF-8 bytes, the primary key), `key` (the bytes themselves, compared on every read and write), the JSON
- * `value`, `version` and `computed_at`. Any key fits, whatever its length or characters (PostgreSQL btree entries
- * stop at about 2.7 kB, so the key itself is not indexed); a key with an unpaired surrogate, which no UTF-8 column
- * holds exactly, is never stored and always a miss. Writes are conditional in the statement itself, so a lower
- * version never replaces a higher one, whatever the interleaving. PostgreSQL stores `json` (kept as written: about
- * 2x cheaper to write than `jsonb` here, and nothing queries inside it); MySQL/MariaDB store the JSON text as
- * written (exact).
+ * the key's UTF-8 bytes, the primary key), `key` (the bytes themselves, compared on every read and write), the
+ * `value` as text in `projectionCodec`'s compact form (plain JSON for other values, and as written by older
+ * versions), `version`, `computed_at`, and for a projection the columns monitoring queries read: `location` (UTF-8
+ * bytes, null for a product's roll-up), `status`, `stock_today`, `min_closing_7d` (exact decimals),
+ * `first_stockout_date`, `days_of_cover` and `duration_ms` (the recompute's), with an index on
+ * `(status, min_closing_7d)`. Any key fits, whatever its length or characters (PostgreSQL btree entries stop at
+ * about 2.7 kB, so the key itself is not indexed); a key with an unpaired surrogate, which no UTF-8 column holds
+ * exactly, is never stored and always a miss. Writes are conditional in the statement itself, so a lower version
+ * never replaces a higher one, whatever the interleaving.
  *
  * @example
  * ```ts
@@ -155,10 +202,31 @@ export function sqlStore(db: SqlDb, options: SqlStoreOptions = {}): SqlStore {
   }
 
   const tableName = options.table ?? 'stockcast_projections'
+  const riskIndex = quoteIdent(dialect, `${splitQualified(tableName)[1].slice(0, 50)}_risk`, 'sqlStore: table')
+  const summaryColsPg =
+    'location bytea, status text, stock_today numeric, min_closing_7d numeric, first_stockout_date date, days_of_cover integer, duration_ms integer'
   const createSql = pg
-    ? `CREATE TABLE IF NOT EXISTS ${table} (key_hash bytea PRIMARY KEY, key bytea NOT NULL, value json NOT NULL, version bigint NOT NULL, computed_at bigint NOT NULL)`
-    : // LONGTEXT keeps the JSON as written.
-      `CREATE TABLE IF NOT EXISTS ${table} (\`key_hash\` BINARY(32) NOT NULL PRIMARY KEY, \`key\` LONGBLOB NOT NULL, \`value\` LONGTEXT CHARACTER SET utf8mb4 NOT NULL, \`version\` BIGINT NOT NULL, \`computed_at\` BIGINT NOT NULL)`
+    ? `CREATE TABLE IF NOT EXISTS ${table} (key_hash bytea PRIMARY KEY, key bytea NOT NULL, value text NOT NULL, version bigint NOT NULL, computed_at bigint NOT NULL, ${summaryColsPg})`
+    : // LONGTEXT keeps the value as written.
+      `CREATE TABLE IF NOT EXISTS ${table} (\`key_hash\` BINARY(32) NOT NULL PRIMARY KEY, \`key\` LONGBLOB NOT NULL, \`value\` LONGTEXT CHARACTER SET utf8mb4 NOT NULL, \`version\` BIGINT NOT NULL, \`computed_at\` BIGINT NOT NULL, \`location\` LONGBLOB NULL, \`status\` VARCHAR(9) NULL, \`stock_today\` DECIMAL(38,9) NULL, \`min_closing_7d\` DECIMAL(38,9) NULL, \`first_stockout_date\` DATE NULL, \`days_of_cover\` INT NULL, \`duration_ms\` INT NULL, INDEX ${riskIndex} (\`status\`, \`min_closing_7d\`))`
+  const indexPg = `CREATE INDEX IF NOT EXISTS ${riskIndex.split('.').at(-1)} ON ${table} (status, min_closing_7d)`
+  // The layout before the summary columns (value json on PostgreSQL): add them and fill them from the JSON of the
+  // projections already stored (a product's location from its key: the bytes after U+001F).
+  const summaryFromJsonPg = `UPDATE ${table} SET status = j.s, stock_today = j.st, min_closing_7d = j.mc, first_stockout_date = j.fs, days_of_cover = j.dc,
+  location = CASE WHEN position('\\x1f'::bytea in key) > 0 THEN substring(key from position('\\x1f'::bytea in key) + 1) END
+FROM (SELECT key_hash AS h, value::json->>'status' AS s, (value::json->>'stockToday')::numeric AS st, (value::json->>'minClosing7d')::numeric AS mc,
+  (value::json->>'firstStockoutDate')::date AS fs, (value::json->>'daysOfCover')::integer AS dc
+  FROM ${table} WHERE status IS NULL AND left(value, 1) = '{' AND value::json->>'status' IN ('OK', 'ATTENTION', 'CRITICAL')) AS j
+WHERE key_hash = j.h`
+  const summaryFromJsonMysql = `UPDATE ${table} SET
+  \`status\` = JSON_UNQUOTE(JSON_EXTRACT(\`value\`, '$.status')),
+  \`stock_today\` = JSON_EXTRACT(\`value\`, '$.stockToday'),
+  \`min_closing_7d\` = JSON_EXTRACT(\`value\`, '$.minClosing7d'),
+  \`first_stockout_date\` = IF(JSON_TYPE(JSON_EXTRACT(\`value\`, '$.firstStockoutDate')) = 'NULL', NULL, JSON_UNQUOTE(JSON_EXTRACT(\`value\`, '$.firstStockoutDate'))),
+  \`days_of_cover\` = IF(JSON_TYPE(JSON_EXTRACT(\`value\`, '$.daysOfCover')) = 'NULL', NULL, JSON_EXTRACT(\`value\`, '$.daysOfCover')),
+  \`location\` = IF(LOCATE(0x1f, \`key\`) > 0, SUBSTRING(\`key\`, LOCATE(0x1f, \`key\`) + 1), NULL)
+WHERE \`status\` IS NULL AND LEFT(\`value\`, 1) = '{' AND JSON_VALID(\`value\`)
+  AND JSON_UNQUOTE(JSON_EXTRACT(\`value\`, '$.status')) IN ('OK', 'ATTENTION', 'CRITICAL')`
 
   /**
    * Create the table, or migrate one of the first layout (`key` as the primary key: text on PostgreSQL,
@@ -176,20 +244,33 @@ export function sqlStore(db: SqlDb, options: SqlStoreOptions = {}): SqlStore {
         )
         if (cols.length === 0) {
           await tx.execute(createSql)
+          await tx.execute(indexPg)
           return
         }
-        if (cols.some((c) => c.name === 'key_hash')) return
-        // The first layout: key text PRIMARY KEY. One transaction: readers and writers wait, then see the new layout.
-        const [pk] = await tx.query<{ name: string }>(
-          "SELECT conname AS name FROM pg_catalog.pg_constraint WHERE conrelid = to_regclass($1) AND contype = 'p'",
-          [table],
-        )
-        const drop = pk === undefined ? '' : `DROP CONSTRAINT "${pk.name.replaceAll('"', '""')}", `
-        await tx.execute(
-          `ALTER TABLE ${table} ${drop}ALTER COLUMN key TYPE bytea USING convert_to(key, 'UTF8'), ADD COLUMN key_hash bytea`,
-        )
-        await tx.execute(`UPDATE ${table} SET key_hash = sha256(key)`)
-        await tx.execute(`ALTER TABLE ${table} ALTER COLUMN key_hash SET NOT NULL, ADD PRIMARY KEY (key_hash)`)
+        // One transaction for every step: readers and writers wait, then see the current layout.
+        if (!cols.some((c) => c.name === 'key_hash')) {
+          // The first layout: key text PRIMARY KEY.
+          const [pk] = await tx.query<{ name: string }>(
+            "SELECT conname AS name FROM pg_catalog.pg_constraint WHERE conrelid = to_regclass($1) AND contype = 'p'",
+            [table],
+          )
+          const drop = pk === undefined ? '' : `DROP CONSTRAINT "${pk.name.replaceAll('"', '""')}", `
+          await tx.execute(
+            `ALTER TABLE ${table} ${drop}ALTER COLUMN key TYPE bytea USING convert_to(key, 'UTF8'), ADD COLUMN key_hash bytea`,
+          )
+          await tx.execute(`UPDATE ${table} SET key_hash = sha256(key)`)
+          await tx.execute(`ALTER TABLE ${table} ALTER COLUMN key_hash SET NOT NULL, ADD PRIMARY KEY (key_hash)`)
+        }
+        if (!cols.some((c) => c.name === 'status')) {
+          // The second layout: value json, no summary columns.
+          const add = summaryColsPg
+            .split(', ')
+            .map((c) => `ADD COLUMN ${c}`)
+            .join(', ')
+          await tx.execute(`ALTER TABLE ${table} ALTER COLUMN value TYPE text USING value::text, ${add}`)
+          await tx.execute(summaryFromJsonPg)
+        }
+        await tx.execute(indexPg)
       })
       return
     }
@@ -229,6 +310,16 @@ export function sqlStore(db: SqlDb, options: SqlStoreOptions = {}): SqlStore {
             `ALTER TABLE ${table} MODIFY \`key_hash\` BINARY(32) NOT NULL, ADD PRIMARY KEY (\`key_hash\`)`,
           )
         }
+        // The second layout: no summary columns. Added in one statement, then filled from the stored JSON.
+        if (!cols.some((c) => String(c.name).toLowerCase() === 'status')) {
+          await s.execute(
+            `ALTER TABLE ${table} ADD COLUMN \`location\` LONGBLOB NULL, ADD COLUMN \`status\` VARCHAR(9) NULL, ` +
+              'ADD COLUMN `stock_today` DECIMAL(38,9) NULL, ADD COLUMN `min_closing_7d` DECIMAL(38,9) NULL, ' +
+              'ADD COLUMN `first_stockout_date` DATE NULL, ADD COLUMN `days_of_cover` INT NULL, ' +
+              `ADD COLUMN \`duration_ms\` INT NULL, ADD INDEX ${riskIndex} (\`status\`, \`min_closing_7d\`)`,
+          )
+          await s.execute(summaryFromJsonMysql)
+        }
       } finally {
         await s
           .query(
@@ -251,7 +342,14 @@ export function sqlStore(db: SqlDb, options: SqlStoreOptions = {}): SqlStore {
   const parse = (r: Row, wanted: ReadonlyMap<string, string>): [string, StoreEntry] | undefined => {
     const key = wanted.get(fromHex(String(r.key)))
     if (key === undefined) return undefined
-    const value = (typeof r.value === 'string' ? JSON.parse(r.value) : r.value) as StockProjection
+    // Text: the codec's compact form or JSON (older rows); an object: a json column a driver parsed. A value that
+    // does not decode (written by something else) is a miss, not an error of the whole read.
+    let value: StockProjection
+    try {
+      value = (typeof r.value === 'string' ? projectionCodec.decode(r.value) : r.value) as StockProjection
+    } catch {
+      return undefined
+    }
     return [key, { value, version: Number(r.version), computedAt: Number(r.computed_at) }]
   }
 
@@ -274,29 +372,41 @@ export function sqlStore(db: SqlDb, options: SqlStoreOptions = {}): SqlStore {
     return out
   }
 
-  // One JSON document for the whole batch: the driver sends it as one string (an array parameter of JSON texts
-  // costs an escaped array literal per value) and the server splits it with json_to_recordset. Keys travel as hex
-  // (text parameters cannot carry U+0000) and are stored as bytes; a row is only ever replaced by the same key.
-  const conflictPg = `ON CONFLICT (key_hash) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version, computed_at = EXCLUDED.computed_at
+  // One JSON document for the whole batch: the driver sends it as one string and the server splits it with
+  // json_to_recordset. Keys and locations travel as hex (text cannot carry U+0000) and are stored as bytes; values
+  // are the codec's text, whose JSON escapes U+0000, so no text field of the document holds one. A row is only ever
+  // replaced by the same key.
+  const summarySet =
+    'location = EXCLUDED.location, status = EXCLUDED.status, stock_today = EXCLUDED.stock_today, min_closing_7d = EXCLUDED.min_closing_7d, ' +
+    'first_stockout_date = EXCLUDED.first_stockout_date, days_of_cover = EXCLUDED.days_of_cover, duration_ms = EXCLUDED.duration_ms'
+  const upsertPg = `INSERT INTO ${table} AS t (key_hash, key, value, version, computed_at, location, status, stock_today, min_closing_7d, first_stockout_date, days_of_cover, duration_ms)
+SELECT sha256(b), b, v, n, c, decode(l, 'hex'), s, st, mc, fs, dc, d FROM (SELECT decode(k, 'hex') AS b, * FROM json_to_recordset($1::json)
+  AS x(k text, v text, n bigint, c bigint, l text, s text, st numeric, mc numeric, fs date, dc integer, d integer)) AS x
+ON CONFLICT (key_hash) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version, computed_at = EXCLUDED.computed_at, ${summarySet}
 WHERE t.version <= EXCLUDED.version AND t.key = EXCLUDED.key`
-  const upsertPg = `INSERT INTO ${table} AS t (key_hash, key, value, version, computed_at)
-SELECT sha256(b), b, v, n, c FROM (SELECT decode(k, 'hex') AS b, v, n, c FROM json_to_recordset($1::json) AS x(k text, v json, n bigint, c bigint)) AS x
-${conflictPg}`
-  // json_to_recordset (like every json function) unescapes the strings it meets, and \u0000 has no text form: a value
-  // holding one (a product id with U+0000) goes as a json[] array instead, which json input only validates.
-  const upsertPgArrays = `INSERT INTO ${table} AS t (key_hash, key, value, version, computed_at)
-SELECT sha256(b), b, v, n, c FROM (SELECT decode(k, 'hex') AS b, v, n, c FROM unnest($1::text[], $2::json[], $3::bigint[], $4::bigint[]) AS x(k, v, n, c)) AS x
-${conflictPg}`
   // MySQL/MariaDB run the assignments left to right, each seeing the columns already set; MariaDB's
   // SIMULTANEOUS_ASSIGNMENT mode lets each see the old row. `version` is set last, so every IF compares with the old
   // version in both modes, and the version never goes down. `key` is never assigned: a row keeps its key.
   const same = '`key` = VALUES(`key`)'
+  const newer = (col: string) =>
+    `\`${col}\` = IF(VALUES(\`version\`) >= \`version\` AND ${same}, VALUES(\`${col}\`), \`${col}\`)`
+  const mysqlCols = [
+    'value',
+    'computed_at',
+    'location',
+    'status',
+    'stock_today',
+    'min_closing_7d',
+    'first_stockout_date',
+    'days_of_cover',
+    'duration_ms',
+  ]
   const upsertMysql = (n: number) =>
-    `INSERT INTO ${table} (\`key_hash\`, \`key\`, \`value\`, \`version\`, \`computed_at\`) VALUES ${Array.from({ length: n }, () => '(UNHEX(SHA2(?, 256)), ?, ?, ?, ?)').join(', ')} ` +
-    'ON DUPLICATE KEY UPDATE ' +
-    `\`value\` = IF(VALUES(\`version\`) >= \`version\` AND ${same}, VALUES(\`value\`), \`value\`), ` +
-    `\`computed_at\` = IF(VALUES(\`version\`) >= \`version\` AND ${same}, VALUES(\`computed_at\`), \`computed_at\`), ` +
-    `\`version\` = IF(${same}, GREATEST(\`version\`, VALUES(\`version\`)), \`version\`)`
+    `INSERT INTO ${table} (\`key_hash\`, \`key\`, \`value\`, \`version\`, \`computed_at\`, \`location\`, \`status\`, \`stock_today\`, \`min_closing_7d\`, \`first_stockout_date\`, \`days_of_cover\`, \`duration_ms\`) VALUES ` +
+    Array.from({ length: n }, () => '(UNHEX(SHA2(?, 256)), ?, ?, ?, ?, UNHEX(?), ?, ?, ?, ?, ?, ?)').join(', ') +
+    ' ON DUPLICATE KEY UPDATE ' +
+    mysqlCols.map(newer).join(', ') +
+    `, \`version\` = IF(${same}, GREATEST(\`version\`, VALUES(\`version\`)), \`version\`)`
   const hashes = (n: number) => Array.from({ length: n }, () => 'UNHEX(SHA2(?, 256))').join(', ')
 
   const store: SqlStore = {
@@ -356,27 +466,51 @@ ${conflictPg}`
         for (const k of latest.keys()) if (!storable(k)) latest.delete(k)
         if (latest.size === 0) return
         const sorted = [...latest].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        const rows = sorted.map(([k, e]) => {
+          const m = summaryOf(e.value)
+          return {
+            key: prefix + k,
+            text: projectionCodec.encode(e.value),
+            version: e.version,
+            computedAt: Math.trunc(e.computedAt),
+            m,
+            duration: m === null ? null : durationOf(e.durationMs),
+          }
+        })
         if (pg) {
           const doc = JSON.stringify(
-            sorted.map(([k, e]) => ({ k: toHex(prefix + k), v: e.value, n: e.version, c: Math.trunc(e.computedAt) })),
+            rows.map((r) => ({
+              k: toHex(r.key),
+              v: r.text,
+              n: r.version,
+              c: r.computedAt,
+              l: r.m?.location ?? null,
+              s: r.m?.status ?? null,
+              st: r.m?.stockToday ?? null,
+              mc: r.m?.minClosing7d ?? null,
+              fs: r.m?.firstStockoutDate ?? null,
+              dc: r.m?.daysOfCover ?? null,
+              d: r.duration,
+            })),
           )
-          if (!doc.includes('\\u0000')) {
-            await db.execute(upsertPg, [doc])
-            return
-          }
-          await db.execute(upsertPgArrays, [
-            sorted.map(([k]) => toHex(prefix + k)),
-            sorted.map(([, e]) => JSON.stringify(e.value)),
-            sorted.map(([, e]) => String(e.version)),
-            sorted.map(([, e]) => String(Math.trunc(e.computedAt))),
-          ])
+          await db.execute(upsertPg, [doc])
           return
         }
-        const rows = sorted.map(([k, e]) => {
-          const key = prefix + k
-          return [key, key, JSON.stringify(e.value), e.version, Math.trunc(e.computedAt)] as const
-        })
-        for (const chunk of chunksOf(rows, (r) => 2 * r[0].length + r[2].length + 64)) {
+        const params = rows.map((r) => [
+          r.key,
+          r.key,
+          r.text,
+          r.version,
+          r.computedAt,
+          r.m?.location ?? null,
+          r.m?.status ?? null,
+          r.m?.stockToday ?? null,
+          r.m?.minClosing7d ?? null,
+          r.m?.firstStockoutDate ?? null,
+          r.m?.daysOfCover ?? null,
+          r.duration,
+        ])
+        for (const chunk of chunksOf(params, (r) => 2 * String(r[0]).length + String(r[2]).length + 128)) {
           await db.execute(upsertMysql(chunk.length), chunk.flat())
         }
       })

@@ -6,7 +6,7 @@ import {
   type StoreEntry,
   StoreUnavailableError,
 } from 'stockcast'
-import { sampleProjection } from 'stockcast/conformance'
+import { edgeProjections, sampleProjection } from 'stockcast/conformance'
 import { expect, it } from 'vitest'
 import { type SqlDb, sqlStore } from '../src/index.js'
 
@@ -29,6 +29,50 @@ const shuffle = <T>(list: T[]): T[] => {
  * (created lazily by the stores, dropped by the file).
  */
 export function runSqlStoreCases(db: () => SqlDb, table: () => string): void {
+  it('keeps a projection compact, with its summary columns readable by plain SQL', async () => {
+    const d = db()
+    const pg = d.dialect === 'postgres'
+    const s = sqlStore(d, { table: table(), prefix: 'cols:' })
+    const values = edgeProjections()
+    await s.setMany(
+      values.map((v, i) => [v.key, { value: v, version: v.version, computedAt: v.computedAt, durationMs: 10 + i }]),
+    )
+    const t = pg ? `"${table()}"` : `\`${table()}\``
+    const rows = await d.query<Record<string, unknown>>(
+      pg
+        ? `SELECT convert_from(key, 'UTF8') AS k, left(value, 2) AS tag, status, stock_today::text AS st, min_closing_7d::text AS mc,
+             first_stockout_date::text AS fs, days_of_cover AS dc, convert_from(location, 'UTF8') AS loc, duration_ms AS d
+           FROM ${t} WHERE substring(key from 1 for 5) = convert_to('cols:', 'UTF8')`
+        : `SELECT CAST(\`key\` AS CHAR) AS k, LEFT(\`value\`, 2) AS tag, \`status\`, CAST(\`stock_today\` AS CHAR) AS st,
+             CAST(\`min_closing_7d\` AS CHAR) AS mc, CAST(\`first_stockout_date\` AS CHAR) AS fs, \`days_of_cover\` AS dc,
+             CAST(\`location\` AS CHAR) AS loc, \`duration_ms\` AS d FROM ${t} WHERE LEFT(\`key\`, 5) = 'cols:'`,
+    )
+    expect(rows).toHaveLength(values.length)
+    for (const [i, v] of values.entries()) {
+      const r = rows.find((x) => x.k === `cols:${v.key}`)!
+      expect(r, v.key).toBeDefined()
+      expect(r.tag).toBe('p1')
+      expect(r.status).toBe(v.status)
+      // Exact decimals: the same number as the projection's.
+      expect(Number(r.st)).toBe(v.stockToday)
+      expect(Number(r.mc)).toBe(v.minClosing7d)
+      expect(r.fs ?? null).toBe(v.firstStockoutDate)
+      expect(r.dc === null ? null : Number(r.dc)).toBe(v.daysOfCover)
+      expect(r.loc ?? null).toBe(v.location)
+      expect(Number(r.d)).toBe(10 + i)
+    }
+    // A value that is not a projection: JSON text, no summary.
+    await s.setMany([['plain', { value: { hello: 'world' } as never, version: 1, computedAt: 1 }]])
+    const [plain] = await d.query<Record<string, unknown>>(
+      pg
+        ? `SELECT value, status FROM ${t} WHERE key = convert_to('cols:plain', 'UTF8')`
+        : `SELECT \`value\`, \`status\` FROM ${t} WHERE \`key\` = 'cols:plain'`,
+    )
+    expect(plain).toEqual({ value: '{"hello":"world"}', status: null })
+    expect((await s.getMany(['plain'])).get('plain')!.value).toEqual({ hello: 'world' })
+    await s.clear()
+  })
+
   it('keeps the highest version of a key given twice in one batch', async () => {
     const s = sqlStore(db(), { table: table(), prefix: 'dup:' })
     await s.setMany([

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import { edgeProjections } from 'stockcast/conformance'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { fromMysql, fromPg, type SqlDb, sqlStore } from '../src/index.js'
 import { describeService, MYSQL_URL, mysqlDown, mysqlPool, PG_URL, pgDown, pgPool, uniquePrefix } from './services.js'
@@ -50,6 +51,9 @@ const cases: Array<{
   url: string
   open: () => { db: SqlDb; end: () => Promise<void> }
   oldLayout: (t: string) => string
+  /** The second layout (before the summary columns) and how to put a JSON value in it. */
+  secondLayout: (t: string) => string
+  insertSecond: (t: string) => string
   q: (t: string) => string
 }> = [
   {
@@ -63,6 +67,10 @@ const cases: Array<{
     },
     oldLayout: (t) =>
       `CREATE TABLE ${t} (key text PRIMARY KEY, value json NOT NULL, version bigint NOT NULL, computed_at bigint NOT NULL)`,
+    secondLayout: (t) =>
+      `CREATE TABLE ${t} (key_hash bytea PRIMARY KEY, key bytea NOT NULL, value json NOT NULL, version bigint NOT NULL, computed_at bigint NOT NULL)`,
+    insertSecond: (t) =>
+      `INSERT INTO ${t} VALUES (sha256(convert_to($1, 'UTF8')), convert_to($1, 'UTF8'), $2::json, $3, $4)`,
     q: (t) =>
       t
         .split('.')
@@ -80,6 +88,9 @@ const cases: Array<{
     },
     oldLayout: (t) =>
       `CREATE TABLE ${t} (\`key\` VARBINARY(3072) NOT NULL PRIMARY KEY, \`value\` LONGTEXT NOT NULL, \`version\` BIGINT NOT NULL, \`computed_at\` BIGINT NOT NULL)`,
+    secondLayout: (t) =>
+      `CREATE TABLE ${t} (\`key_hash\` BINARY(32) NOT NULL PRIMARY KEY, \`key\` LONGBLOB NOT NULL, \`value\` LONGTEXT CHARACTER SET utf8mb4 NOT NULL, \`version\` BIGINT NOT NULL, \`computed_at\` BIGINT NOT NULL)`,
+    insertSecond: (t) => `INSERT INTO ${t} VALUES (UNHEX(SHA2(?, 256)), ?, ?, ?, ?)`,
     q: (t) => `\`${t}\``,
   },
 ]
@@ -137,6 +148,41 @@ for (const c of cases) {
       const got = await sqlStore(conn.db, { table, prefix: 'p0:', create: false }).getMany(['OLD', 'K'])
       expect(got.get('OLD')!.version).toBe(7)
       expect(got.get('K')!.version).toBe(1)
+    })
+
+    it('processes meeting a table of the second layout (JSON, no summary columns) migrate it once, entries kept and summarised', async () => {
+      const table = uniquePrefix('sc_inst_v2').toLowerCase()
+      cleanup.push(`DROP TABLE IF EXISTS ${c.q(table)}`)
+      await conn.db.execute(c.secondLayout(c.q(table)))
+      const values = edgeProjections()
+      for (const v of values) {
+        const key = `p0:${v.key}`
+        await conn.db.execute(
+          c.insertSecond(c.q(table)),
+          c.dialect === 'postgres'
+            ? [key, JSON.stringify(v), v.version, v.computedAt]
+            : [key, key, JSON.stringify(v), v.version, v.computedAt],
+        )
+      }
+      const results = await installers(c.dialect, c.url, [table])
+      expect(results.filter((r) => r.code !== 0)).toEqual([])
+      const store = sqlStore(conn.db, { table, prefix: 'p0:', create: false })
+      const got = await store.getMany([...values.map((v) => v.key), 'K'])
+      for (const v of values) expect(got.get(v.key)?.value, v.key).toEqual(v)
+      expect(got.get('K')!.version).toBe(1)
+      // The old rows are summarised from their JSON: the at-risk listing sees them.
+      const rows = await conn.db.query<{ status: unknown; st: unknown; loc: unknown; n: unknown }>(
+        c.dialect === 'postgres'
+          ? `SELECT status, stock_today::text AS st, convert_from(location, 'UTF8') AS loc FROM ${c.q(table)} WHERE status IS NOT NULL ORDER BY key`
+          : `SELECT \`status\` AS status, CAST(\`stock_today\` AS CHAR) AS st, CAST(\`location\` AS CHAR) AS loc FROM ${c.q(table)} WHERE \`status\` IS NOT NULL ORDER BY \`key\``,
+      )
+      const sorted = [...values].sort((a, b) => (a.key < b.key ? -1 : 1))
+      expect(rows.map((r) => [r.status, Number(r.st), r.loc ?? null])).toEqual(
+        sorted.map((v) => [v.status, v.stockToday, v.location]),
+      )
+      // A second install changes nothing.
+      await store.install()
+      expect((await store.getMany(values.map((v) => v.key))).size).toBe(values.length)
     })
   })
 }

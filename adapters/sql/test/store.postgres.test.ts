@@ -29,19 +29,6 @@ describeService(pgDown, 'sqlStore on PostgreSQL (pg Pool)', () => {
       () => table,
     )
 
-    it('stores json rows one per key, readable with SQL', async () => {
-      const s = sqlStore(db, { table, prefix: 'sql:' })
-      await s.setMany([['P1', entry('P1', 4, 12)]])
-      const { rows } = await pool.query(
-        `SELECT convert_from(key, 'UTF8') AS key, version, computed_at, value->>'stockToday' AS stock, pg_typeof(value)::text AS type FROM "${table}" WHERE key = convert_to($1, 'UTF8')`,
-        ['sql:P1'],
-      )
-      expect(rows).toEqual([
-        { key: 'sql:P1', version: '4', computed_at: String(entry('P1', 4).computedAt), stock: '12', type: 'json' },
-      ])
-      await s.clear()
-    })
-
     it('two pools writing the same key concurrently end at the highest version', async () => {
       const other = pgPool(4)
       try {
