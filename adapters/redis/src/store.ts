@@ -3,6 +3,7 @@ import {
   ConfigError,
   defaultTimers,
   InvalidInputError,
+  projectionCodec,
   StockcastError,
   type StockProjection,
   type Store,
@@ -38,7 +39,8 @@ const CHUNK = 500
 
 /**
  * Writes entries, each only if the key holds no entry or one whose version is not higher. An entry is the text
- * `version|computedAt|expiresAt|json`, so the version is read without decoding the value.
+ * `version|computedAt|expiresAt|value` (the value in `projectionCodec`'s form: a projection compact, anything else
+ * JSON), so the version is read without decoding the value.
  * KEYS: the keys (one slot). ARGV: per key, version, the entry text, PX ms ('' for none). Returns how many it wrote.
  */
 const SET_IF_NEWER = `
@@ -78,11 +80,13 @@ function encode<V>(key: string, e: StoreEntry<V>): string {
       key,
     })
   }
-  const json = JSON.stringify(e.value)
-  if (json === undefined) {
+  let text: string
+  try {
+    text = projectionCodec.encode(e.value)
+  } catch {
     throw new InvalidInputError(`redisStore: the value of ${JSON.stringify(key)} has no JSON form`, { key })
   }
-  return `${e.version}|${e.computedAt}|${e.expiresAt ?? ''}|${json}`
+  return `${e.version}|${e.computedAt}|${e.expiresAt ?? ''}|${text}`
 }
 
 function decode<V>(text: string): StoreEntry<V> | undefined {
@@ -93,7 +97,13 @@ function decode<V>(text: string): StoreEntry<V> | undefined {
   const version = Number(text.slice(0, a))
   const computedAt = Number(text.slice(a + 1, b))
   const exp = text.slice(b + 1, c)
-  const entry: StoreEntry<V> = { value: JSON.parse(text.slice(c + 1)) as V, version, computedAt }
+  let value: V
+  try {
+    value = projectionCodec.decode<V>(text.slice(c + 1))
+  } catch {
+    return undefined // not an entry this store wrote: a miss
+  }
+  const entry: StoreEntry<V> = { value, version, computedAt }
   if (exp !== '') entry.expiresAt = Number(exp)
   return entry
 }
