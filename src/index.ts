@@ -103,4 +103,4 @@ export type {
 export { createStockCache, firstDifference } from './stock/stock-cache.js'
 export { backoffDelay } from './util/backoff.js'
 export { isWellFormedText } from './util/text.js'
-export { defaultTimers, every } from './util/timers.js'
+export { defaultTimers, every, withTimeout } from './util/timers.js'

@@ -5,23 +5,7 @@ import { projectStock } from '../src/projection/project.js'
 import type { FlowRow, MovementRow } from '../src/projection/types.js'
 import { projectionCodec } from '../src/stock/codec.js'
 import { freezeProjection } from '../src/stock/projection-loader.js'
-
-function mulberry32(seed: number) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-const addDays = (d: string, n: number) => {
-  const t = new Date(`${d}T00:00:00Z`)
-  t.setUTCDate(t.getUTCDate() + n)
-  return t.toISOString().slice(0, 10)
-}
+import { addDays, mulberry32 } from './helpers/fixtures.js'
 
 /** Every own property equal by Object.is (so -0, NaN and key sets count), recursively. */
 function same(a: unknown, b: unknown, path = '$'): string | null {

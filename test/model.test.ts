@@ -11,7 +11,7 @@ import {
   todayIn,
 } from '../src/index.js'
 import { FakeTimers, settle } from './helpers/fake-timers.js'
-import { addDays, FakeClock, schema } from './helpers/fixtures.js'
+import { addDays, FakeClock, mulberry32, schema } from './helpers/fixtures.js'
 
 /**
  * Model-based test: random sequences of committed and rolled-back writes, reads (some left running while
@@ -33,17 +33,6 @@ const TABLES = {
   quotations: { qty: 'qty', date: 'ship_date' },
 } as const
 type Table = keyof typeof TABLES
-
-function mulberry32(seed: number) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 async function runModel(seed: number): Promise<{ reads: number; checks: number }> {
   const rnd = mulberry32(seed)

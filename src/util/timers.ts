@@ -39,3 +39,23 @@ export function every(timers: Timers, ms: number, fn: () => void): () => void {
     timers.clearTimeout(handle)
   }
 }
+
+/**
+ * `promise`, or a rejection with `onTimeout()` once `ms` pass on `timers` without an answer. The promise itself is
+ * left to finish; its late result is ignored.
+ */
+export function withTimeout<T>(promise: Promise<T>, ms: number, timers: Timers, onTimeout: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = timers.setTimeout(() => reject(onTimeout()), ms)
+    promise.then(
+      (v) => {
+        timers.clearTimeout(timer)
+        resolve(v)
+      },
+      (e) => {
+        timers.clearTimeout(timer)
+        reject(e)
+      },
+    )
+  })
+}

@@ -113,3 +113,15 @@ export function seed(
     for (const [d, q] of demand)
       db.insert('order_lines', { product_code: product, open_qty: q, ship_date: addDays(today, d) })
 }
+
+/** A small seeded PRNG (mulberry32): the same sequence for the same seed. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}

@@ -9,6 +9,7 @@ import {
   isWellFormedText,
   LockTimeoutError,
   type Timers,
+  withTimeout,
 } from 'stockcast'
 import type { SqlDb } from './types.js'
 
@@ -227,24 +228,14 @@ export function sqlLock(db: SqlDb, options: SqlLockOptions = {}): SqlLock {
     return out
   }
 
-  /** `promise`, or an error once `queryTimeoutMs` pass without an answer (`hung` then says so). */
+  /** `promise`, or a `HungError` once `queryTimeoutMs` pass without an answer. */
   const bounded = <T>(promise: Promise<T>, what: string): Promise<T> =>
-    new Promise<T>((resolve, reject) => {
-      const timer = timers.setTimeout(
-        () => reject(new HungError(`${where}: ${what} got no answer within ${queryTimeoutMs} ms`)),
-        queryTimeoutMs,
-      )
-      promise.then(
-        (v) => {
-          timers.clearTimeout(timer)
-          resolve(v)
-        },
-        (e) => {
-          timers.clearTimeout(timer)
-          reject(e)
-        },
-      )
-    })
+    withTimeout(
+      promise,
+      queryTimeoutMs,
+      timers,
+      () => new HungError(`${where}: ${what} got no answer within ${queryTimeoutMs} ms`),
+    )
 
   /** The current session, opened if there is none (within `queryTimeoutMs`). Runs inside `serially`. */
   const current = (): Promise<Session> => {

@@ -4,8 +4,8 @@ import mysqlLib from 'mysql2/promise'
 import { ConfigError, LockTimeoutError } from 'stockcast'
 import { runLockConformance } from 'stockcast/conformance'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { tcpProxy } from '../../../test-support/tcp-proxy.mjs'
 import { fromMysql, type SqlDb, sqlBus, sqlLock } from '../src/index.js'
+import { partitionScenario } from './lock-partition.js'
 import { describeService, MYSQL_URL, mysqlDown, mysqlPool, uniquePrefix } from './services.js'
 
 /** The connection holding the lock of `namespace + key` (the name sqlLock gives it), if any. */
@@ -94,44 +94,17 @@ describeService(mysqlDown, 'sqlLock on MariaDB/MySQL', () => {
     })
 
     it('a lock session that stops answering (a partition) is dropped after queryTimeoutMs: nothing hangs', async () => {
-      const namespace = `${uniquePrefix('lk')}:`
-      const target = new URL(MYSQL_URL)
-      const proxy = await tcpProxy(Number(target.port || 3306), target.hostname)
-      target.port = String(proxy.port)
-      const viaProxy = mysqlLib.createPool({ uri: target.toString(), connectionLimit: 10, connectTimeout: 3000 })
-      const lost: Error[] = []
-      const a = sqlLock(fromMysql(viaProxy), { namespace, queryTimeoutMs: 300, onSessionLost: (e) => lost.push(e) })
-      const b = sqlLock(db, { namespace })
-      try {
-        const releaseK = await a.acquire('K', 2000)
-        expect(await holderId(pool, namespace, 'K')).not.toBeNull()
-        proxy.freeze()
-        // The release gets no answer: after 300 ms the session counts as lost and its connection is destroyed.
-        const t0 = Date.now()
-        await releaseK()
-        expect(Date.now() - t0).toBeLessThan(2000)
-        expect(lost).toHaveLength(1)
-        expect(lost[0]!.message).toMatch(/no answer within 300 ms/)
-        // The server saw the connection go: the key is free for another instance.
-        await (await b.acquire('K', 3000))()
-        // While the partition lasts, an acquire fails in its time; it does not hang.
-        const t1 = Date.now()
-        const err = await a.acquire('K2', 800).catch((e: unknown) => e)
-        expect(err).toBeInstanceOf(LockTimeoutError)
-        expect((err as Error).message).toMatch(/could not be asked/)
-        expect(Date.now() - t1).toBeLessThan(2500)
-        proxy.thaw()
-        const r3 = await a.acquire('K3', 5000)
-        expect(await holderId(pool, namespace, 'K3')).not.toBeNull()
-        await r3()
-        expect(await holderId(pool, namespace, 'K3')).toBeNull()
-      } finally {
-        proxy.thaw()
-        await a.close()
-        await b.close()
-        await viaProxy.end()
-        await proxy.close()
-      }
+      await partitionScenario({
+        url: MYSQL_URL,
+        defaultPort: 3306,
+        open: (url) => {
+          const p = mysqlLib.createPool({ uri: url, connectionLimit: 10, connectTimeout: 3000 })
+          return { db: fromMysql(p), end: () => p.end() }
+        },
+        direct: db,
+        held: async (namespace, key) => (await holderId(pool, namespace, key)) !== null,
+        namespace: `${uniquePrefix('lk')}:`,
+      })
     })
 
     it('close() gives back every lock it holds', async () => {

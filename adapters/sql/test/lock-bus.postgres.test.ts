@@ -2,9 +2,9 @@ import pg from 'pg'
 import { ClosedError, ConfigError, type InvalidationMessage, InvalidInputError, LockTimeoutError } from 'stockcast'
 import { runBusConformance, runLockConformance } from 'stockcast/conformance'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { tcpProxy } from '../../../test-support/tcp-proxy.mjs'
 import { notifyPayloads } from '../src/bus.js'
 import { fromMysql, fromPGlite, fromPg, type SqlDb, sqlBus, sqlLock } from '../src/index.js'
+import { partitionScenario } from './lock-partition.js'
 import { describeService, PG_URL, pgDown, pgPool, uniquePrefix } from './services.js'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
@@ -89,47 +89,18 @@ describeService(pgDown, 'sqlLock and sqlBus on PostgreSQL', () => {
     })
 
     it('a lock session that stops answering (a partition) is dropped after queryTimeoutMs: nothing hangs', async () => {
-      const namespace = `${uniquePrefix('lk')}:`
-      const target = new URL(PG_URL)
-      const proxy = await tcpProxy(Number(target.port || 5432), target.hostname)
-      target.port = String(proxy.port)
-      const viaProxy = new pg.Pool({ connectionString: target.toString(), max: 10 })
-      viaProxy.on('error', () => {})
-      const lost: Error[] = []
-      const a = sqlLock(fromPg(viaProxy), { namespace, queryTimeoutMs: 300, onSessionLost: (e) => lost.push(e) })
-      const b = sqlLock(db, { namespace })
-      try {
-        const releaseK = await a.acquire('K', 2000)
-        expect(await holderPid(pool, `${namespace}K`)).toBeDefined()
-        proxy.freeze()
-        // The release gets no answer: after 300 ms the session counts as lost and its connection is closed.
-        const t0 = Date.now()
-        await releaseK()
-        expect(Date.now() - t0).toBeLessThan(2000)
-        expect(lost).toHaveLength(1)
-        expect(lost[0]!.message).toMatch(/no answer within 300 ms/)
-        // The server saw the connection go: the key is free for another instance.
-        await (await b.acquire('K', 3000))()
-        // While the partition lasts, an acquire fails in its time (no session can be opened); it does not hang.
-        const t1 = Date.now()
-        const err = await a.acquire('K2', 800).catch((e: unknown) => e)
-        expect(err).toBeInstanceOf(LockTimeoutError)
-        expect((err as Error).message).toMatch(/could not be asked/)
-        expect(Date.now() - t1).toBeLessThan(2500)
-        proxy.thaw()
-        // Healed: a new session takes keys again, and connections opened too late were not kept.
-        const r3 = await a.acquire('K3', 5000)
-        expect(await holderPid(pool, `${namespace}K3`)).toBeDefined()
-        await r3()
-        expect(await holderPid(pool, `${namespace}K3`)).toBeUndefined()
-        await until(() => viaProxy.totalCount <= 1, 5000, 'the late connections to be thrown away')
-      } finally {
-        proxy.thaw()
-        await a.close()
-        await b.close()
-        await viaProxy.end()
-        await proxy.close()
-      }
+      await partitionScenario({
+        url: PG_URL,
+        defaultPort: 5432,
+        open: (url) => {
+          const p = new pg.Pool({ connectionString: url, max: 10 })
+          p.on('error', () => {})
+          return { db: fromPg(p), end: () => p.end(), connections: () => p.totalCount }
+        },
+        direct: db,
+        held: async (namespace, key) => (await holderPid(pool, namespace + key)) !== undefined,
+        namespace: `${uniquePrefix('lk')}:`,
+      })
     })
 
     it('close() gives back every lock it holds and its connection; later acquires are a ClosedError', async () => {
