@@ -4,6 +4,7 @@ export type { MemoryStoreOptions } from './cache/memory-store.js'
 export { memoryStore } from './cache/memory-store.js'
 export type { MetricsSnapshot } from './cache/metrics.js'
 export type {
+  ListOrder,
   ReadOptions,
   SourceInputs,
   SourceReader,
@@ -11,6 +12,7 @@ export type {
   Store,
   StoreCapabilities,
   StoreEntry,
+  StoreListQuery,
 } from './cache/types.js'
 export type { ErrorContext } from './errors.js'
 export {
@@ -49,6 +51,7 @@ export { capturePlan } from './stock/capture-plan.js'
 export type { ValueCodec } from './stock/codec.js'
 export { projectionCodec } from './stock/codec.js'
 export { KEY_SEPARATOR, keyOf, parseKey } from './stock/keys.js'
+export type { ListPage, ListQuery } from './stock/list.js'
 export type {
   MemorySource,
   MemorySourceData,

@@ -55,7 +55,7 @@ export interface EngineOptions<V extends Versioned> {
   lock?: DistributedLock | undefined
   clock: Clock
   timers: Timers
-  memory: { max: number; ttl: number }
+  memory: { max: number; ttl: number; onChange?: (key: string, value: V | undefined) => void }
   debounceMs: number
   maxWaitMs: number
   lockTimeoutMs: number

@@ -54,6 +54,7 @@ export class CacheEngine<V extends Versioned> {
     this.l1 = new MemoryTier<V>({
       max: o.memory.max,
       ttl: o.memory.ttl,
+      ...(o.memory.onChange === undefined ? {} : { onChange: o.memory.onChange }),
       now: () => o.clock.now(),
       unitOf: o.unitOf,
     })

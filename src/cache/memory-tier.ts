@@ -16,7 +16,7 @@ export interface L1Entry<V> {
   extra?: unknown
 }
 
-export interface MemoryTierOptions {
+export interface MemoryTierOptions<V = unknown> {
   /** Most keys kept; 0: L1 is off (keeps nothing). */
   max: number
   /** Ms an entry lives (0: until evicted or invalidated). */
@@ -24,6 +24,8 @@ export interface MemoryTierOptions {
   now: () => number
   /** The unit a key belongs to (a product for a location key); the unit's own key when it is one. */
   unitOf: (key: string) => string
+  /** Told of every value kept (`value`) and every key dropped (`undefined`): an index a front end keeps. */
+  onChange?: (key: string, value: V | undefined) => void
 }
 
 /**
@@ -35,17 +37,24 @@ export class MemoryTier<V extends Versioned> {
   readonly #others = new Map<string, Set<string>>()
   readonly #unitOf: (key: string) => string
   readonly #off: boolean
+  readonly #onChange: ((key: string, value: V | undefined) => void) | undefined
   #generation = 0
   #suspended = false
+  /** Keys dropped for any reason but a newer value (evicted, expired, deleted, cleared). */
+  removals = 0
 
-  constructor(o: MemoryTierOptions) {
+  constructor(o: MemoryTierOptions<V>) {
+    this.#onChange = o.onChange
     this.#unitOf = o.unitOf
     this.#off = o.max === 0
     this.lru = new LRUCache<string, L1Entry<V>>({
       max: Math.max(1, o.max),
       ...(o.ttl > 0 ? { ttl: o.ttl, perf: { now: o.now } } : {}),
       dispose: (_value, key, reason) => {
-        if (reason !== 'set') this.#unindex(key)
+        if (reason === 'set') return
+        this.removals++
+        this.#unindex(key)
+        this.#onChange?.(key, undefined)
       },
     })
   }
@@ -119,6 +128,7 @@ export class MemoryTier<V extends Versioned> {
     if (extra !== undefined) entry.extra = extra
     else if (cur?.extra !== undefined && cur.value.version === value.version) entry.extra = cur.extra
     this.lru.set(key, entry)
+    this.#onChange?.(key, value)
     const unit = this.#unitOf(key)
     if (unit !== key) {
       let set = this.#others.get(unit)

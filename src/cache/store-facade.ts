@@ -1,6 +1,6 @@
 import { StoreUnavailableError } from '../errors.js'
 import { backoffDelay } from '../util/backoff.js'
-import type { StockProjection, Store, StoreEntry } from './types.js'
+import type { StockProjection, Store, StoreEntry, StoreListQuery } from './types.js'
 
 export interface StoreFacadeHooks {
   onError(error: StoreUnavailableError): void
@@ -68,6 +68,32 @@ export class StoreFacade<V = StockProjection> {
       this.#fail('getMany', cause, [])
       this.misses += keys.length
       return new Map()
+    }
+  }
+
+  /** True when the store can answer listings (`Store.list`). */
+  get canList(): boolean {
+    return typeof this.#store.list === 'function'
+  }
+
+  /**
+   * A listing from the store. Unlike a read, it cannot answer "miss": it fails with `StoreUnavailableError` while L2
+   * is degraded, or while writes it missed (debt) are not settled, since its rows could then be older than L1.
+   */
+  async list(q: StoreListQuery): Promise<Array<[string, StoreEntry<V>]>> {
+    if (this.#degraded || this.#debt.size > 0) {
+      throw new StoreUnavailableError(
+        this.#degraded
+          ? 'L2 store is degraded: list() reads it again once it recovers'
+          : `L2 store missed ${this.#debt.size} write(s): list() reads it again once they are settled`,
+        { tier: 'l2' },
+      )
+    }
+    try {
+      return await this.#store.list!(q)
+    } catch (cause) {
+      this.#fail('list', cause, [])
+      throw new StoreUnavailableError(`L2 store list() failed: ${messageOf(cause)}`, { tier: 'l2', cause })
     }
   }
 

@@ -49,11 +49,35 @@ export interface Store<V = StockProjection> {
   close(): Promise<void>
   /** What the store can do. @default { shared: false } */
   readonly capabilities?: StoreCapabilities
+  /**
+   * Projections matching a listing, in its order, from columns the store keeps (the SQL store has them); a store
+   * without it cannot answer `cache.list()`.
+   */
+  list?(query: StoreListQuery): Promise<Array<[key: string, entry: StoreEntry<V>]>>
 }
 
 export interface StoreCapabilities {
   /** Other processes see its writes (SQL, Redis). @default false */
   shared?: boolean
+}
+
+/** The order of a listing: ascending by this field, then by key (code point order). */
+export type ListOrder = 'minClosing7d' | 'firstStockoutDate' | 'computedAt'
+
+/** A listing as a store answers it (`Store.list`), from columns it keeps beside each projection. */
+export interface StoreListQuery {
+  /** Only these statuses; null: every status. */
+  statuses: readonly string[] | null
+  /** Only keys whose first stock-out is on a day before this one (`YYYY-MM-DD`); null: no such filter. */
+  stockoutBefore: string | null
+  /** Only keys whose 7-day minimum is below this; null: no such filter. */
+  minClosingBelow: number | null
+  /** The keys of this location; null: products' roll-ups. */
+  location: string | null
+  orderBy: ListOrder
+  /** Keys after this position only (the last one of the previous page). */
+  after: { value: number | string; key: string } | null
+  limit: number
 }
 
 /** What a reader returns for one product: the rows of every source it read (aggregated by day is best). */

@@ -13,6 +13,7 @@ import type { ProjectionOptions } from '../projection/types.js'
 import { defaultTimers } from '../util/timers.js'
 import { DayClock } from './day-clock.js'
 import { assertConsistency, assertLocation, assertProduct, KEY_SEPARATOR, keyOf } from './keys.js'
+import { type ListPage, type ListQuery, listPage, StatusIndex } from './list.js'
 import { rebuildAll, sourcesOf } from './ops.js'
 import { type ResolvedOptions, resolveOptions, type StockCacheOptions, warnOnce } from './options.js'
 import { freezeProjection, ProjectionLoader } from './projection-loader.js'
@@ -89,6 +90,9 @@ class StockCacheImpl implements StockCache {
   readonly #m: Metrics
   readonly #exact: boolean
   #hits = 0
+  readonly #index = new StatusIndex()
+  /** L1's removal count and generation when `rebuildAll()` last put every product there. */
+  #complete: { removals: number; generation: number } | undefined
 
   constructor(options: StockCacheOptions) {
     this.#o = resolveOptions(options)
@@ -139,7 +143,7 @@ class StockCacheImpl implements StockCache {
       lock: options.lock,
       clock,
       timers,
-      memory: { max: o.memoryMax, ttl: o.memoryTtl },
+      memory: { max: o.memoryMax, ttl: o.memoryTtl, onChange: (key, value) => this.#index.change(key, value) },
       debounceMs: o.debounceMs,
       maxWaitMs: o.maxWaitMs,
       lockTimeoutMs: o.lockTimeoutMs,
@@ -316,9 +320,33 @@ class StockCacheImpl implements StockCache {
 
   // ---------------------------------------------------------------- ops
 
-  rebuildAll(options: { onProgress?: (p: RebuildProgress) => void } = {}): Promise<RebuildReport> {
+  async rebuildAll(options: { onProgress?: (p: RebuildProgress) => void } = {}): Promise<RebuildReport> {
     this.#engine.assertOpen()
-    return rebuildAll(this.#engine, this.#reader, options)
+    const l1 = this.#engine.l1
+    const before = { removals: l1.removals, generation: l1.generation }
+    const report = await rebuildAll(this.#engine, this.#reader, options)
+    // Every product is in L1 if none failed and nothing left it meanwhile (no eviction, no bus outage).
+    const kept = l1.removals === before.removals && l1.generation === before.generation && !l1.suspended
+    this.#complete =
+      report.failed === 0 && kept && this.#o.memoryMax > 0 && this.#o.memoryTtl === 0 ? before : undefined
+    return report
+  }
+
+  list(query?: ListQuery): Promise<ListPage> {
+    return listPage(
+      {
+        engine: this.#engine,
+        index: this.#index,
+        complete: () => {
+          const c = this.#complete
+          const l1 = this.#engine.l1
+          return c !== undefined && c.removals === l1.removals && c.generation === l1.generation && !l1.suspended
+        },
+        today: () => this.#day.day().date,
+        getMany: (products, location) => this.getMany(products, location === null ? {} : { location }),
+      },
+      query,
+    )
   }
 
   validate(options: ValidateOptions = {}): Promise<ValidationReport> {

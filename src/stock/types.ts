@@ -3,6 +3,7 @@ import type { MetricsSnapshot } from '../cache/metrics.js'
 import type { StockProjection } from '../cache/types.js'
 import type { MarkSource } from '../invalidation/contracts.js'
 import type { AfterCommitTransaction, TransactionScope } from '../invalidation/scope.js'
+import type { ListPage, ListQuery } from './list.js'
 import type { StockCacheEvents } from './stock-events.js'
 import type { ValidateOptions, ValidationReport } from './validate.js'
 
@@ -111,6 +112,11 @@ export interface StockCache {
   validate(options?: ValidateOptions): Promise<ValidationReport>
   /** Recompute every product the reader lists, in batches. */
   rebuildAll(options?: { onProgress?: (p: RebuildProgress) => void }): Promise<RebuildReport>
+  /**
+   * Products (or one location's keys) by status, stock-out date or 7-day minimum, in pages: from L1 when it holds
+   * every product (after `rebuildAll()`), else from the store's columns (`sqlStore`). As fresh as `getMany`.
+   */
+  list(query?: ListQuery): Promise<ListPage>
   status(): StockCacheStatus
   metrics(): MetricsSnapshot
   on<K extends keyof StockCacheEvents>(type: K, handler: (event: StockCacheEvents[K]) => void): void

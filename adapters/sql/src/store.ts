@@ -339,8 +339,9 @@ WHERE \`status\` IS NULL AND LEFT(\`value\`, 1) = '{' AND JSON_VALID(\`value\`)
   }
 
   /** Full keys (prefix + key) asked for, by key, so rows are matched on the whole key and not the hash alone. */
-  const parse = (r: Row, wanted: ReadonlyMap<string, string>): [string, StoreEntry] | undefined => {
-    const key = wanted.get(fromHex(String(r.key)))
+  const parse = (r: Row, wanted: ReadonlyMap<string, string> | null): [string, StoreEntry] | undefined => {
+    const full = fromHex(String(r.key))
+    const key = wanted === null ? (full.startsWith(prefix) ? full.slice(prefix.length) : undefined) : wanted.get(full)
     if (key === undefined) return undefined
     // Text: the codec's compact form or JSON (older rows); an object: a json column a driver parsed. A value that
     // does not decode (written by something else) is a miss, not an error of the whole read.
@@ -534,6 +535,74 @@ WHERE t.version <= EXCLUDED.version AND t.key = EXCLUDED.key`
             [...chunk, ...chunk],
           )
         }
+      })
+    },
+
+    list(q) {
+      return wrap('list', async () => {
+        const order =
+          q.orderBy === 'minClosing7d'
+            ? 'min_closing_7d'
+            : q.orderBy === 'computedAt'
+              ? 'computed_at'
+              : 'first_stockout_date'
+        const params: unknown[] = []
+        const p = (v: unknown) => {
+          params.push(v)
+          return pg ? `$${params.length}` : '?'
+        }
+        const col = (c: string) => (pg ? c : `\`${c}\``)
+        const bytes = encoder.encode(prefix).length
+        const where = [
+          pg
+            ? `substring(key from 1 for ${p(bytes)}::int) = decode(${p(toHex(prefix))}, 'hex')`
+            : `LEFT(\`key\`, ${p(bytes)}) = UNHEX(${p(toHex(prefix))})`,
+          q.location === null
+            ? `${col('location')} IS NULL`
+            : `${col('location')} = ${pg ? `decode(${p(toHex(q.location))}, 'hex')` : `UNHEX(${p(toHex(q.location))})`}`,
+          q.statuses === null
+            ? `${col('status')} IS NOT NULL`
+            : `${col('status')} IN (${q.statuses.map((st) => p(st)).join(', ')})`,
+        ]
+        if (q.stockoutBefore !== null) where.push(`${col('first_stockout_date')} < ${p(q.stockoutBefore)}`)
+        // MySQL compares a DECIMAL with a string as doubles: cast, so the comparison stays exact.
+        const dec = (v: string) => (pg ? `${p(v)}::numeric` : `CAST(${p(v)} AS DECIMAL(38,9))`)
+        if (q.minClosingBelow !== null) where.push(`${col('min_closing_7d')} < ${dec(decimalText(q.minClosingBelow))}`)
+        if (q.orderBy === 'firstStockoutDate') where.push(`${col('first_stockout_date')} IS NOT NULL`)
+        if (q.after !== null) {
+          const v =
+            typeof q.after.value === 'number' && q.orderBy === 'minClosing7d'
+              ? decimalText(q.after.value)
+              : q.after.value
+          const k = toHex(prefix + q.after.key)
+          const value =
+            q.orderBy === 'firstStockoutDate'
+              ? pg
+                ? `${p(v)}::date`
+                : p(v)
+              : q.orderBy === 'minClosing7d'
+                ? dec(String(v))
+                : pg
+                  ? `${p(v)}::bigint`
+                  : p(v)
+          where.push(
+            pg
+              ? `(${order}, key) > (${value}, decode(${p(k)}, 'hex'))`
+              : `(\`${order}\`, \`key\`) > (${value}, UNHEX(${p(k)}))`,
+          )
+        }
+        const rows = await db.query<Row>(
+          pg
+            ? `SELECT encode(key, 'hex') AS key, value, version, computed_at FROM ${table} WHERE ${where.join(' AND ')} ORDER BY ${order}, key LIMIT ${p(q.limit)}`
+            : `SELECT HEX(\`key\`) AS \`key\`, \`value\`, \`version\`, \`computed_at\` FROM ${table} WHERE ${where.join(' AND ')} ORDER BY \`${order}\`, \`key\` LIMIT ${Number(q.limit)}`,
+          params,
+        )
+        const out: Array<[string, StoreEntry]> = []
+        for (const r of rows) {
+          const e = parse(r, null)
+          if (e !== undefined) out.push(e)
+        }
+        return out
       })
     },
 
