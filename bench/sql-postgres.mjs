@@ -79,6 +79,40 @@ export async function main({ products = 10_000, dashboard = 1000, latencySamples
       ],
     )
 
+    // 1b. The at-risk listing: every product whose 7-day minimum is below 0 (CRITICAL or ATTENTION with the default
+    // safety stock 0 and stock-out threshold 0), lowest first: cache.list() from L1 (it holds every product after
+    // rebuildAll) and from the store's columns (L1 off), against one SQL query computing it from the source tables.
+    {
+      const risk = { status: ['CRITICAL', 'ATTENTION'], limit: 10_000 }
+      const directList = () => db.query(RISK_SQL)
+      const truth = (await directList()).map((r) => r.product_code)
+      const fromL1 = await cacheL1.list(risk)
+      const fromStore = await cacheL2.list(risk)
+      if (fromL1.source !== 'l1' || fromStore.source !== 'store')
+        throw new Error('list() did not answer from L1 / the store')
+      const same = (items) =>
+        items.length === truth.length && [...items.map((p) => p.product)].sort().join() === [...truth].sort().join()
+      if (!same(fromL1.items) || !same(fromStore.items)) {
+        throw new Error(
+          `list() and the SQL query disagree: ${truth.length} by SQL, ${fromL1.items.length} from L1, ${fromStore.items.length} from the store`,
+        )
+      }
+      const sqlMs = await time(directList, 7)
+      const listL1 = await time(() => cacheL1.list(risk), 50)
+      const listStore = await time(() => cacheL2.list(risk), 15)
+      console.log(
+        `\n### listing the ${truth.length} at-risk products among ${ids.length} (medians; the same set each way)`,
+      )
+      printTable(
+        ['path', 'time', 'speed-up vs SQL', 'target'],
+        [
+          ['one SQL query over the source tables', fmt(sqlMs), '1.0x', ''],
+          ['cache.list() from L1', fmt(listL1), `${(sqlMs / listL1).toFixed(0)}x`, '>= 100x'],
+          ['cache.list() from the SQL store, L1 off', fmt(listStore), `${(sqlMs / listStore).toFixed(1)}x`, '>= 20x'],
+        ],
+      )
+    }
+
     // 2. Commit-to-fresh latency of one product, listener-driven (debounce 0 and default 500).
     console.log('\n### commit-to-fresh latency of one product (a commit by plain SQL until peek() shows it)')
     const rows = []
@@ -219,5 +253,32 @@ SELECT p.product_code, d.day,
 FROM products p CROSS JOIN days d
 LEFT JOIN daily f ON f.product_code = p.product_code AND f.day = d.day
 LEFT JOIN onhand o ON o.product_code = p.product_code`
+
+// The at-risk products straight from the source tables: the same flows as the view above, a closing below 0 on one
+// of D0..D28 (a stock-out within the horizon: ATTENTION, or CRITICAL within D0..D7), lowest 7-day minimum first.
+const RISK_SQL = `
+WITH products AS (SELECT DISTINCT product_code FROM stock_movements),
+days AS (SELECT (current_date + k) AS day, k FROM generate_series(0, 28) k),
+onhand AS (SELECT product_code, SUM(quantity) AS q FROM stock_movements GROUP BY product_code),
+flows AS (
+  SELECT product_code, GREATEST(scheduled_for, current_date) AS day, planned_qty AS q FROM production_schedule
+  UNION ALL
+  SELECT product_code, GREATEST(ship_date, current_date), -open_qty FROM order_lines WHERE picking_batch_id IS NULL
+  UNION ALL
+  SELECT product_code, GREATEST(edited_ship_date, current_date), -selected_qty FROM pre_picking_items
+   WHERE status IN ('CREATED','RECOMPOSED')
+  UNION ALL
+  SELECT product_code, GREATEST(ship_date, current_date), -qty FROM picking_items
+   WHERE EXISTS (SELECT 1 FROM orders o WHERE o.picking_batch_id = picking_items.picking_batch_id AND o.status IN ('OPEN','QUOTED'))
+),
+daily AS (SELECT product_code, day, SUM(q) AS net FROM flows GROUP BY product_code, day),
+series AS (
+  SELECT p.product_code, d.k, COALESCE(o.q, 0) + SUM(COALESCE(f.net, 0)) OVER (PARTITION BY p.product_code ORDER BY d.day) AS closing
+  FROM products p CROSS JOIN days d
+  LEFT JOIN daily f ON f.product_code = p.product_code AND f.day = d.day
+  LEFT JOIN onhand o ON o.product_code = p.product_code
+)
+SELECT product_code, MIN(closing) FILTER (WHERE k <= 7) AS min7 FROM series GROUP BY product_code HAVING MIN(closing) < 0
+ORDER BY min7, product_code`
 
 if (isMain(import.meta.url)) await main()
