@@ -119,13 +119,74 @@ function compact(v: StockProjection): string {
       finite(v.version),
       finite(v.computedAt),
       v.stale ? 1 : 0,
-      series,
+      ...(sparse(series, n) ?? [series]),
       later,
     ])
   )
 }
 
-const bad = (why: string) => new StockcastError(`projection codec: not a compact projection (${why})`)
+/**
+ * The day series as events: D0's opening, then `[day, movements, supply, demand, pending]` for each day on which
+ * one is not 0 (`pending`: the change of `closingWithPending - closing` that day). Every other number follows:
+ * opening = the day before's closing, closing = opening + movements + supply - demand, closingWithPending = closing
+ * + the pending total so far. Null when a series does not follow those rules (then it is written whole). Integers
+ * of 10^-scale units, so the sums are exact.
+ */
+function sparse(series: readonly number[], n: number): [number, number[]] | null {
+  const events: number[] = []
+  let close = series[0]!
+  let gap = 0
+  for (let i = 0, j = 0; i < n; i++, j += 6) {
+    const open = series[j]!
+    const mv = series[j + 1]!
+    const sup = series[j + 2]!
+    const dem = series[j + 3]!
+    if (open !== close || open + mv + sup - dem !== series[j + 4]) return null
+    close = series[j + 4]!
+    const g = series[j + 5]! - close
+    const pg = g - gap
+    if (!Number.isSafeInteger(g) || !Number.isSafeInteger(pg)) return null
+    gap = g
+    if (mv !== 0 || sup !== 0 || dem !== 0 || pg !== 0) events.push(i, mv, sup, dem, pg)
+  }
+  return [series[0]!, events]
+}
+
+/** The whole day series (integers) from its events: the rules of `sparse`, in the same integer sums. */
+function unsparse(opening: number, events: readonly number[], n: number): number[] {
+  const series: number[] = new Array(n * 6)
+  let close = opening
+  let gap = 0
+  let e = 0
+  for (let i = 0, j = 0; i < n; i++, j += 6) {
+    let mv = 0
+    let sup = 0
+    let dem = 0
+    let pg = 0
+    if (e < events.length && events[e] === i) {
+      mv = events[e + 1]!
+      sup = events[e + 2]!
+      dem = events[e + 3]!
+      pg = events[e + 4]!
+      e += 5
+    }
+    const open = close
+    close = open + mv + sup - dem
+    gap = gap + pg
+    series[j] = open
+    series[j + 1] = mv
+    series[j + 2] = sup
+    series[j + 3] = dem
+    series[j + 4] = close
+    series[j + 5] = close + gap
+  }
+  if (e !== events.length) throw bad('day events out of order')
+  return series
+}
+
+function bad(why: string): StockcastError {
+  return new StockcastError(`projection codec: not a compact projection (${why})`)
+}
 
 function expand(t: string): StockProjection {
   let a: unknown
@@ -134,11 +195,26 @@ function expand(t: string): StockProjection {
   } catch {
     throw bad('invalid JSON')
   }
-  if (!Array.isArray(a) || a.length !== 24) throw bad('wrong shape')
+  // 24 fields with the whole day series, or 25 with D0's opening and the day events (`sparse`).
+  if (!Array.isArray(a) || (a.length !== 24 && a.length !== 25)) throw bad('wrong shape')
   const n = a[5] as number
   const scale = a[6] as number
-  const series = a[22] as number[]
-  const laterFlat = a[23] as Array<string | number>
+  const laterFlat = a[a.length - 1] as Array<string | number>
+  let series = a[22] as number[]
+  if (a.length === 25) {
+    const events = a[23] as number[]
+    if (
+      !Number.isInteger(n) ||
+      n < 1 ||
+      !Number.isSafeInteger(a[22]) ||
+      !Array.isArray(events) ||
+      events.length % 5 !== 0
+    ) {
+      throw bad('wrong shape')
+    }
+    for (const x of events) if (!Number.isSafeInteger(x)) throw bad('a day event is not an integer')
+    series = unsparse(a[22] as number, events, n)
+  }
   if (
     !Number.isInteger(n) ||
     n < 1 ||
@@ -219,11 +295,13 @@ function expand(t: string): StockProjection {
 }
 
 /**
- * The stores' codec: a projection in a compact form (about a quarter of its JSON; the day series as integers of
- * 10^-scale units, day dates from D0), any other value as JSON. Exact: a projection takes the compact form only when
- * every quantity is a decimal of its `scale` (what the calculator produces) and its days are D0..D(n-1) in order;
- * otherwise it is written as JSON, so `decode(encode(v))` always equals `v` for JSON-safe values. Decoded
- * projections are frozen.
+ * The stores' codec: a projection in a compact form (a few hundred bytes where its JSON takes about 4 kB): the day
+ * series as the events that make it (D0's opening, then each day's non-zero movements, supply, demand and pending
+ * change, as integers of 10^-scale units), the day dates from D0; any other value as JSON. Exact: a projection takes
+ * the compact form only when every quantity is a decimal of its `scale` (what the calculator produces) and its days
+ * are D0..D(n-1) in order, and its series as events only when it follows the calculator's rules (otherwise the
+ * series is written whole), so `decode(encode(v))` always equals `v` for JSON-safe values. Decoded projections are
+ * frozen.
  */
 export const projectionCodec: {
   encode(value: unknown): string
