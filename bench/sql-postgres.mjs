@@ -36,7 +36,9 @@ export async function main({ products = 10_000, dashboard = 1000, latencySamples
     console.log(`seeded in ${fmt(now() - t0)}`)
     const capture = sqlChangeCapture(db, schema)
     await capture.install()
-    const store = sqlStore(db, { table: 'stockcast_projections' })
+    // A cache closes its store: every cache gets a store object of its own (the same table).
+    const newStore = () => sqlStore(db, { table: 'stockcast_projections' })
+    const store = newStore()
     await store.install()
     const reader = sqlReader(db, schema)
     const ids = (await db.query('SELECT DISTINCT product_code AS p FROM stock_movements ORDER BY 1')).map((r) => r.p)
@@ -51,7 +53,7 @@ export async function main({ products = 10_000, dashboard = 1000, latencySamples
       return out
     }
     const cacheL1 = createStockCache({ schema, reader, store, memory: { max: 20_000 } })
-    const cacheL2 = createStockCache({ schema, reader, store, memory: { max: 0 } }) // L1 off
+    const cacheL2 = createStockCache({ schema, reader, store: newStore(), memory: { max: 0 } }) // L1 off
     t0 = now()
     const rebuilt = await cacheL1.rebuildAll()
     const rebuildMs = now() - t0
@@ -117,7 +119,7 @@ export async function main({ products = 10_000, dashboard = 1000, latencySamples
     console.log('\n### commit-to-fresh latency of one product (a commit by plain SQL until peek() shows it)')
     const rows = []
     for (const debounceMs of [0, 500]) {
-      const cache = createStockCache({ schema, reader, store, debounceMs, memory: { max: 20_000 } })
+      const cache = createStockCache({ schema, reader, store: newStore(), debounceMs, memory: { max: 20_000 } })
       const listener = await capture.listen(cache)
       const p = sample[1]
       const lat = []
@@ -184,7 +186,7 @@ export async function main({ products = 10_000, dashboard = 1000, latencySamples
       )
       statementMs = now() - s
     }
-    const bulkCache = createStockCache({ schema, reader, store, memory: { max: 20_000 } })
+    const bulkCache = createStockCache({ schema, reader, store: newStore(), memory: { max: 20_000 } })
     const listener = await capture.listen(bulkCache)
     const runs = { none: [], insideStmt: [], insideAll: [], outsideStmt: [], outsideAll: [] }
     for (let round = 0; round < 3; round++) {
