@@ -210,6 +210,12 @@ export function sqlStore(db: SqlDb, options: SqlStoreOptions = {}): SqlStore {
     : // LONGTEXT keeps the value as written.
       `CREATE TABLE IF NOT EXISTS ${table} (\`key_hash\` BINARY(32) NOT NULL PRIMARY KEY, \`key\` LONGBLOB NOT NULL, \`value\` LONGTEXT CHARACTER SET utf8mb4 NOT NULL, \`version\` BIGINT NOT NULL, \`computed_at\` BIGINT NOT NULL, \`location\` LONGBLOB NULL, \`status\` VARCHAR(9) NULL, \`stock_today\` DECIMAL(38,9) NULL, \`min_closing_7d\` DECIMAL(38,9) NULL, \`first_stockout_date\` DATE NULL, \`days_of_cover\` INT NULL, \`duration_ms\` INT NULL, INDEX ${riskIndex} (\`status\`, \`min_closing_7d\`))`
   const indexPg = `CREATE INDEX IF NOT EXISTS ${riskIndex.split('.').at(-1)} ON ${table} (status, min_closing_7d)`
+  // The index's name as to_regclass reads it: in the table's schema.
+  const riskIndexName = (() => {
+    const [schemaName] = splitQualified(tableName)
+    const idx = riskIndex.split('.').at(-1)!
+    return schemaName === null ? idx : `${quoteIdent(dialect, schemaName, 'sqlStore: table')}.${idx}`
+  })()
   // The layout before the summary columns (value json on PostgreSQL): add them and fill them from the JSON of the
   // projections already stored (a product's location from its key: the bytes after U+001F).
   const summaryFromJsonPg = `UPDATE ${table} SET status = j.s, stock_today = j.st, min_closing_7d = j.mc, first_stockout_date = j.fs, days_of_cover = j.dc,
@@ -270,7 +276,12 @@ WHERE \`status\` IS NULL AND LEFT(\`value\`, 1) = '{' AND JSON_VALID(\`value\`)
           await tx.execute(`ALTER TABLE ${table} ALTER COLUMN value TYPE text USING value::text, ${add}`)
           await tx.execute(summaryFromJsonPg)
         }
-        await tx.execute(indexPg)
+        // Only when missing: CREATE INDEX takes a SHARE lock on the table even when the index exists, and writers
+        // would queue behind it while another transaction writes.
+        const [idx] = await tx.query<{ present: unknown }>('SELECT to_regclass($1) IS NOT NULL AS present', [
+          riskIndexName,
+        ])
+        if (idx?.present !== true) await tx.execute(indexPg)
       })
       return
     }
