@@ -233,12 +233,8 @@ export async function main({ products = 10_000, dashboard = 1000, latencySamples
 }
 
 // The same D0..D28 closing series as the calculator, in SQL (overdue rows count on D0).
-const MATVIEW = `
-CREATE MATERIALIZED VIEW stock_projection_mv AS
-WITH products AS (SELECT DISTINCT product_code FROM stock_movements),
-days AS (SELECT (current_date + k) AS day FROM generate_series(0, 28) k),
-onhand AS (SELECT product_code, SUM(quantity) AS q FROM stock_movements GROUP BY product_code),
-flows AS (
+// The schema's flows from D0 on (overdue rows on D0), as the view and the at-risk query read them.
+const FLOWS = `flows AS (
   SELECT product_code, GREATEST(scheduled_for, current_date) AS day, planned_qty AS q FROM production_schedule
   UNION ALL
   SELECT product_code, GREATEST(ship_date, current_date), -open_qty FROM order_lines WHERE picking_batch_id IS NULL
@@ -248,8 +244,14 @@ flows AS (
   UNION ALL
   SELECT product_code, GREATEST(ship_date, current_date), -qty FROM picking_items
    WHERE EXISTS (SELECT 1 FROM orders o WHERE o.picking_batch_id = picking_items.picking_batch_id AND o.status IN ('OPEN','QUOTED'))
-),
-daily AS (SELECT product_code, day, SUM(q) AS net FROM flows GROUP BY product_code, day)
+),`
+
+const MATVIEW = `
+CREATE MATERIALIZED VIEW stock_projection_mv AS
+WITH products AS (SELECT DISTINCT product_code FROM stock_movements),
+days AS (SELECT (current_date + k) AS day FROM generate_series(0, 28) k),
+onhand AS (SELECT product_code, SUM(quantity) AS q FROM stock_movements GROUP BY product_code),
+${FLOWS}daily AS (SELECT product_code, day, SUM(q) AS net FROM flows GROUP BY product_code, day)
 SELECT p.product_code, d.day,
        COALESCE(o.q, 0) + SUM(COALESCE(f.net, 0)) OVER (PARTITION BY p.product_code ORDER BY d.day) AS closing
 FROM products p CROSS JOIN days d
@@ -262,18 +264,7 @@ const RISK_SQL = `
 WITH products AS (SELECT DISTINCT product_code FROM stock_movements),
 days AS (SELECT (current_date + k) AS day, k FROM generate_series(0, 28) k),
 onhand AS (SELECT product_code, SUM(quantity) AS q FROM stock_movements GROUP BY product_code),
-flows AS (
-  SELECT product_code, GREATEST(scheduled_for, current_date) AS day, planned_qty AS q FROM production_schedule
-  UNION ALL
-  SELECT product_code, GREATEST(ship_date, current_date), -open_qty FROM order_lines WHERE picking_batch_id IS NULL
-  UNION ALL
-  SELECT product_code, GREATEST(edited_ship_date, current_date), -selected_qty FROM pre_picking_items
-   WHERE status IN ('CREATED','RECOMPOSED')
-  UNION ALL
-  SELECT product_code, GREATEST(ship_date, current_date), -qty FROM picking_items
-   WHERE EXISTS (SELECT 1 FROM orders o WHERE o.picking_batch_id = picking_items.picking_batch_id AND o.status IN ('OPEN','QUOTED'))
-),
-daily AS (SELECT product_code, day, SUM(q) AS net FROM flows GROUP BY product_code, day),
+${FLOWS}daily AS (SELECT product_code, day, SUM(q) AS net FROM flows GROUP BY product_code, day),
 series AS (
   SELECT p.product_code, d.k, COALESCE(o.q, 0) + SUM(COALESCE(f.net, 0)) OVER (PARTITION BY p.product_code ORDER BY d.day) AS closing
   FROM products p CROSS JOIN days d
