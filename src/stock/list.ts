@@ -238,13 +238,13 @@ export async function listPage(ctx: ListContext, query: ListQuery | undefined): 
   }
   const cursor = found.length === q.limit ? cursorAfter(found.at(-1)!, q.orderBy) : null
   const today = ctx.today()
-  const again = found.filter((p) => p.today !== today || engine.marks.isDirty(p.product)).map((p) => p.product)
+  const again = new Set(found.filter((p) => p.today !== today || engine.marks.isDirty(p.product)).map((p) => p.product))
   let items = found
-  if (again.length > 0) {
-    const fresh = await ctx.getMany(again, q.location)
+  if (again.size > 0) {
+    const fresh = await ctx.getMany([...again], q.location)
     items = []
     for (const p of found) {
-      const v = p.today !== today || engine.marks.isDirty(p.product) ? fresh.get(p.product) : p
+      const v = again.has(p.product) ? fresh.get(p.product) : p
       if (v !== undefined && matches(v, q)) items.push(v)
     }
   }

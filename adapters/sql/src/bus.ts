@@ -193,15 +193,7 @@ export function sqlBus(db: SqlDb, options: SqlBusOptions = {}): SqlBus {
   return {
     channel,
     async publish(message) {
-      if (
-        message === null ||
-        typeof message !== 'object' ||
-        !Array.isArray(message.products) ||
-        !message.products.every((p) => typeof p === 'string') ||
-        typeof message.version !== 'number' ||
-        !Number.isFinite(message.version) ||
-        typeof message.origin !== 'string'
-      ) {
+      if (invalidationMessageOf(message) === undefined) {
         throw new InvalidInputError(`${where}: publish takes { products: string[], version: number, origin: string }`)
       }
       const { payloads, tooLong } = notifyPayloads(message)

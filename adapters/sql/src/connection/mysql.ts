@@ -1,4 +1,5 @@
 import type { SqlDb } from '../types.js'
+import { isConnectionError } from './broken.js'
 
 type MysqlResult = [unknown, unknown]
 
@@ -103,7 +104,7 @@ export function fromMysql(pool: MysqlPoolLike | (() => MysqlPoolLike)): SqlDb {
       return await fn(conn)
     } catch (e) {
       // A connection-level failure (or one that stopped answering) must not go back into the pool.
-      broken = e instanceof Error && /connection|ECONN|closed|answer/i.test(e.message)
+      broken = isConnectionError(e)
       throw e
     } finally {
       if (broken && typeof conn.destroy === 'function') conn.destroy()

@@ -1,4 +1,5 @@
 import type { SqlDb } from '../types.js'
+import { isConnectionError } from './broken.js'
 import { type ListenConnectionLike, listenWithReconnect } from './listen.js'
 
 /** The members of a `pg` client this adapter calls (typed structurally: no dependency on `pg`). */
@@ -96,7 +97,7 @@ export function fromPg(pool: PgPoolLike | (() => PgPoolLike)): SqlDb {
       return await fn(client)
     } catch (e) {
       // A connection-level failure must not go back into the pool.
-      if (e instanceof Error && /terminat|connection|ECONN|closed/i.test(e.message)) broken ??= e
+      if (isConnectionError(e)) broken ??= e
       throw e
     } finally {
       client.removeListener?.('error', onError)
