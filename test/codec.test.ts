@@ -1,3 +1,4 @@
+import assert from 'node:assert'
 import { describe, expect, it } from 'vitest'
 import type { StockProjection } from '../src/cache/types.js'
 import { StockcastError } from '../src/errors.js'
@@ -171,6 +172,56 @@ describe('projectionCodec', () => {
     // -0 has no compact form (and JSON has none either: it reads back as 0, as JSON does).
     const negZero = { ...p, stockToday: -0 }
     expect(projectionCodec.encode(negZero).startsWith('p1')).toBe(false)
+  })
+
+  it('a decoded projection builds its days on first read, and is still an ordinary frozen value', () => {
+    for (const seed of [1, 2, 7, 40]) {
+      const v = randomProjection(seed)
+      const text = projectionCodec.encode(v)
+      expect(text.startsWith('p1')).toBe(true)
+      const d = projectionCodec.decode(text)
+      // An own, enumerable getter: copies, JSON, clones and deep equality see the array.
+      expect(typeof Object.getOwnPropertyDescriptor(d, 'days')?.get).toBe('function')
+      expect(Object.keys(d)).toEqual(Object.keys(v))
+      expect(JSON.stringify(d)).toBe(JSON.stringify(v))
+      expect(same({ ...d }, v)).toBeNull()
+      expect(same(structuredClone(d), v)).toBeNull()
+      assert.deepStrictEqual(d, v)
+      expect(d.days).toBe(d.days)
+      expect(Object.isFrozen(d)).toBe(true)
+      expect(Object.isFrozen(d.days)).toBe(true)
+      expect(d.days.every((day) => Object.isFrozen(day))).toBe(true)
+      expect(() => {
+        ;(d as { stockToday: number }).stockToday = 1
+      }).toThrow(TypeError)
+    }
+  })
+
+  it('day events that could not expand are refused when decoded, not when the days are read', () => {
+    const v = randomProjection(9)
+    const text = projectionCodec.encode(v)
+    const a = JSON.parse(text.slice(2)) as unknown[]
+    expect(a).toHaveLength(25)
+    const n = a[5] as number
+    const withEvents = (events: number[], opening = a[22]) => {
+      const b = [...a]
+      b[22] = opening
+      b[23] = events
+      return `p1${JSON.stringify(b)}`
+    }
+    for (const bad of [
+      withEvents([3, 1, 0, 0, 0, 2, 1, 0, 0, 0]), // out of day order
+      withEvents([1, 1, 0, 0, 0, 1, 1, 0, 0, 0]), // the same day twice
+      withEvents([n, 1, 0, 0, 0]), // past the horizon
+      withEvents([-1, 1, 0, 0, 0]),
+      withEvents([0, 1.5, 0, 0, 0]), // not an integer
+      withEvents([0, 1, 0, 0]), // not groups of five
+      withEvents([0, 2 ** 52, 0, 0, 0, 1, 2 ** 52, 0, 0, 0]), // a closing past 2^53
+      withEvents([], 1.5), // D0's opening not an integer
+    ]) {
+      expect(() => projectionCodec.decode(bad), bad).toThrow(StockcastError)
+    }
+    expect(projectionCodec.decode(withEvents([0, 1, 0, 0, 0], 0)).days[0]!.closing).toBe(1 / 10 ** v.scale)
   })
 
   it('reads the JSON a store wrote before the compact form', () => {

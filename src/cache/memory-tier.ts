@@ -77,6 +77,11 @@ export class MemoryTier<V extends Versioned> {
     return this.lru.has(key)
   }
 
+  /** True while L1 holds a key other than a unit's own (a product's location). */
+  get hasLocationKeys(): boolean {
+    return this.#others.size > 0
+  }
+
   /** The unit's own key and every other key of it held in L1. */
   keysOf(unit: string): string[] {
     const others = this.#others.get(unit)

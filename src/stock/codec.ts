@@ -152,7 +152,38 @@ function sparse(series: readonly number[], n: number): [number, number[]] | null
   return [series[0]!, events]
 }
 
-/** The whole day series (integers) from its events: the rules of `sparse`, in the same integer sums. */
+/**
+ * Throws unless `events` (flat `[day, movements, supply, demand, pending]` groups) are integers, in day order within
+ * D0..D(n-1), and every sum `unsparse` makes of them is a safe integer: then the lazy expansion cannot fail.
+ */
+function checkEvents(opening: number, events: readonly number[], n: number): void {
+  if (events.length % 5 !== 0) throw bad('wrong shape')
+  let close = opening
+  let gap = 0
+  let last = -1
+  for (let e = 0; e < events.length; e += 5) {
+    const day = events[e]!
+    if (!Number.isInteger(day) || day <= last || day >= n) throw bad('day events out of order')
+    last = day
+    const mv = events[e + 1]!
+    const sup = events[e + 2]!
+    const dem = events[e + 3]!
+    const pg = events[e + 4]!
+    if (
+      !Number.isSafeInteger(mv) ||
+      !Number.isSafeInteger(sup) ||
+      !Number.isSafeInteger(dem) ||
+      !Number.isSafeInteger(pg)
+    )
+      throw bad('a day event is not an integer')
+    close = close + mv + sup - dem
+    gap = gap + pg
+    if (!Number.isSafeInteger(close) || !Number.isSafeInteger(gap) || !Number.isSafeInteger(close + gap))
+      throw bad('a day quantity is out of range')
+  }
+}
+
+/** The whole day series (integers) from its events (checked by `checkEvents`): the rules of `sparse`. */
 function unsparse(opening: number, events: readonly number[], n: number): number[] {
   const series: number[] = new Array(n * 6)
   let close = opening
@@ -180,69 +211,11 @@ function unsparse(opening: number, events: readonly number[], n: number): number
     series[j + 4] = close
     series[j + 5] = close + gap
   }
-  if (e !== events.length) throw bad('day events out of order')
   return series
 }
 
-function bad(why: string): StockcastError {
-  return new StockcastError(`projection codec: not a compact projection (${why})`)
-}
-
-function expand(t: string): StockProjection {
-  let a: unknown
-  try {
-    a = JSON.parse(t.slice(TAG.length))
-  } catch {
-    throw bad('invalid JSON')
-  }
-  // 24 fields with the whole day series, or 25 with D0's opening and the day events (`sparse`).
-  if (!Array.isArray(a) || (a.length !== 24 && a.length !== 25)) throw bad('wrong shape')
-  const n = a[5] as number
-  const scale = a[6] as number
-  const laterFlat = a[a.length - 1] as Array<string | number>
-  let series = a[22] as number[]
-  if (a.length === 25) {
-    const events = a[23] as number[]
-    if (
-      !Number.isInteger(n) ||
-      n < 1 ||
-      !Number.isSafeInteger(a[22]) ||
-      !Array.isArray(events) ||
-      events.length % 5 !== 0
-    ) {
-      throw bad('wrong shape')
-    }
-    for (const x of events) if (!Number.isSafeInteger(x)) throw bad('a day event is not an integer')
-    series = unsparse(a[22] as number, events, n)
-  }
-  if (
-    !Number.isInteger(n) ||
-    n < 1 ||
-    !Number.isInteger(scale) ||
-    scale < 0 ||
-    scale > 9 ||
-    !Array.isArray(series) ||
-    series.length !== n * 6 ||
-    !Array.isArray(laterFlat) ||
-    laterFlat.length % 3 !== 0 ||
-    typeof a[3] !== 'string'
-  ) {
-    throw bad('wrong shape')
-  }
-  for (const x of series) if (!Number.isSafeInteger(x)) throw bad('a day quantity is not an integer')
-  for (let j = 0; j < laterFlat.length; j += 3) {
-    if (
-      typeof laterFlat[j] !== 'string' ||
-      !Number.isSafeInteger(laterFlat[j + 1]) ||
-      !Number.isSafeInteger(laterFlat[j + 2])
-    ) {
-      throw bad('a later flow is malformed')
-    }
-  }
-  for (const i of [7, 8, 9, 10, 11, 12, 17, 18])
-    if (!Number.isSafeInteger(a[i])) throw bad('a quantity is not an integer')
-  const m = 10 ** scale
-  const dates = datesFrom(a[3], n)
+/** The frozen day objects of a series of 10^-scale integers. */
+function daysOf(series: readonly number[], dates: readonly string[], n: number, m: number): readonly ProjectionDay[] {
   const days: ProjectionDay[] = new Array(n)
   for (let i = 0, j = 0; i < n; i++, j += 6) {
     days[i] = Object.freeze({
@@ -255,17 +228,85 @@ function expand(t: string): StockProjection {
       closingWithPending: series[j + 5]! / m,
     })
   }
-  const later: LaterFlow[] = []
-  for (let j = 0; j < laterFlat.length; j += 3) {
-    later.push(
-      Object.freeze({
-        date: laterFlat[j] as string,
-        net: (laterFlat[j + 1] as number) / m,
-        netWithPending: (laterFlat[j + 2] as number) / m,
-      }),
-    )
+  return Object.freeze(days)
+}
+
+const NO_LATER: readonly LaterFlow[] = Object.freeze([])
+const QUANTITY_FIELDS = [7, 8, 9, 10, 11, 12, 17, 18] as const
+
+function bad(why: string): StockcastError {
+  return new StockcastError(`projection codec: not a compact projection (${why})`)
+}
+
+function expand(t: string): StockProjection {
+  let a: unknown[]
+  try {
+    a = JSON.parse(t.slice(TAG.length))
+  } catch {
+    throw bad('invalid JSON')
   }
-  // The same key order as a computed projection (`projectStock`, then the cache's fields).
+  // 24 fields with the whole day series, or 25 with D0's opening and the day events (`sparse`).
+  if (!Array.isArray(a) || (a.length !== 24 && a.length !== 25)) throw bad('wrong shape')
+  const n = a[5] as number
+  const scale = a[6] as number
+  const laterFlat = a[a.length - 1] as Array<string | number>
+  if (
+    !Number.isInteger(n) ||
+    n < 1 ||
+    !Number.isInteger(scale) ||
+    scale < 0 ||
+    scale > 9 ||
+    !Array.isArray(laterFlat) ||
+    laterFlat.length % 3 !== 0 ||
+    typeof a[3] !== 'string'
+  ) {
+    throw bad('wrong shape')
+  }
+  // Checked now, expanded on first use: a read that looks only at the summary fields (a dashboard, a listing)
+  // allocates no day objects.
+  let expand: () => readonly number[]
+  if (a.length === 25) {
+    const opening = a[22] as number
+    const events = a[23] as number[]
+    if (!Number.isSafeInteger(opening) || !Array.isArray(events)) throw bad('wrong shape')
+    checkEvents(opening, events, n)
+    expand = () => unsparse(opening, events, n)
+  } else {
+    const series = a[22] as number[]
+    if (!Array.isArray(series) || series.length !== n * 6) throw bad('wrong shape')
+    for (const x of series) if (!Number.isSafeInteger(x)) throw bad('a day quantity is not an integer')
+    expand = () => series
+  }
+  for (let j = 0; j < laterFlat.length; j += 3) {
+    if (
+      typeof laterFlat[j] !== 'string' ||
+      !Number.isSafeInteger(laterFlat[j + 1]) ||
+      !Number.isSafeInteger(laterFlat[j + 2])
+    ) {
+      throw bad('a later flow is malformed')
+    }
+  }
+  for (const i of QUANTITY_FIELDS) if (!Number.isSafeInteger(a[i])) throw bad('a quantity is not an integer')
+  const m = 10 ** scale
+  const dates = datesFrom(a[3] as string, n)
+  let later = NO_LATER
+  if (laterFlat.length > 0) {
+    const out: LaterFlow[] = []
+    for (let j = 0; j < laterFlat.length; j += 3) {
+      out.push(
+        Object.freeze({
+          date: laterFlat[j] as string,
+          net: (laterFlat[j + 1] as number) / m,
+          netWithPending: (laterFlat[j + 2] as number) / m,
+        }),
+      )
+    }
+    later = Object.freeze(out)
+  }
+  let days: readonly ProjectionDay[] | undefined
+  // The same key order as a computed projection (`projectStock`, then the cache's fields). `days` is an own,
+  // enumerable getter that builds the frozen day objects once: JSON.stringify, spreads, structuredClone and deep
+  // equality see an array like any other.
   return Object.freeze({
     today: a[3] as string,
     timeZone: a[4] as string,
@@ -276,7 +317,10 @@ function expand(t: string): StockProjection {
     demandToday: (a[9] as number) / m,
     overdueSupply: (a[10] as number) / m,
     overdueDemand: (a[11] as number) / m,
-    days: Object.freeze(days),
+    get days(): readonly ProjectionDay[] {
+      if (days === undefined) days = daysOf(expand(), dates, n, m)
+      return days
+    },
     minClosing7d: (a[12] as number) / m,
     minClosing7dDate: a[13] as string,
     firstStockoutDate: a[14] as string | null,
@@ -284,7 +328,7 @@ function expand(t: string): StockProjection {
     status: a[16] as StockStatus,
     safetyStock: (a[17] as number) / m,
     stockoutThreshold: (a[18] as number) / m,
-    later: Object.freeze(later),
+    later,
     key: a[0] as string,
     product: a[1] as string,
     location: a[2] as string | null,

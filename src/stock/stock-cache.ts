@@ -1,12 +1,13 @@
 import type { LRUCache } from 'lru-cache'
 import mitt, { type Emitter } from 'mitt'
 import { CacheEngine, type FlushOptions, type FlushReport } from '../cache/engine.js'
-import type { L1Entry } from '../cache/memory-tier.js'
+import type { L1Entry, MemoryTier } from '../cache/memory-tier.js'
 import type { Metrics, MetricsSnapshot } from '../cache/metrics.js'
 import { messageOf } from '../cache/store-facade.js'
 import type { StockProjection } from '../cache/types.js'
 import { ConfigError, InvalidInputError, SourceUnavailableError } from '../errors.js'
 import type { MarkSource, PendingMarks } from '../invalidation/contracts.js'
+import type { MarkTable } from '../invalidation/marks.js'
 import type { TransactionScope } from '../invalidation/scope.js'
 import { projectStock } from '../projection/project.js'
 import type { ProjectionOptions } from '../projection/types.js'
@@ -87,6 +88,8 @@ class StockCacheImpl implements StockCache {
   // The hot path's view of the engine.
   readonly #units: Map<string, { dirty: boolean }>
   readonly #lru: LRUCache<string, L1Entry<StockProjection>>
+  readonly #l1: MemoryTier<StockProjection>
+  readonly #marks: MarkTable
   readonly #m: Metrics
   readonly #exact: boolean
   #hits = 0
@@ -168,6 +171,8 @@ class StockCacheImpl implements StockCache {
     this.#engine = engine
     this.#units = engine.marks.units
     this.#lru = engine.l1.lru
+    this.#l1 = engine.l1
+    this.#marks = engine.marks
     this.#m = engine.metrics
     this.#strong = { engine, pendingMarks: options.pendingMarks as PendingMarks | undefined }
     if (shared && options.bus === undefined && o.memoryTtl === 0 && o.memoryMax > 0) {
@@ -232,17 +237,25 @@ class StockCacheImpl implements StockCache {
   async getMany(products: readonly string[], options: GetManyOptions = {}): Promise<Map<string, StockProjection>> {
     if (!Array.isArray(products)) throw new InvalidInputError('getMany: products must be an array of product ids')
     if (options.location == null && !options.allowStale && options.consistency === undefined && !this.#engine.closed) {
-      // Fast path, the dashboard case: every product a fresh L1 hit. One pass, the answer built in caller order.
+      // Fast path, the dashboard case: every product a fresh L1 hit. One pass, the answer built in caller order. The
+      // LRU lookup comes first: an id that is not a string, empty or a location key is not held under itself, so it
+      // misses and the slow path rejects it. The dirty check is skipped while no unit is dirty, and the separator
+      // check while L1 holds no location key (only then could an id with one find an entry).
       const epoch = this.#day.current()
+      const anyDirty = this.#marks.dirtyCount > 0
+      const locationKeys = this.#l1.hasLocationKeys
+      const lru = this.#lru
       const hits = new Map<string, StockProjection>()
       let complete = true
-      for (const p of products) {
-        if (typeof p !== 'string' || p === '' || p.includes(KEY_SEPARATOR) || this.#units.get(p)?.dirty === true) {
-          complete = false
-          break
-        }
-        const e = this.#lru.get(p)
-        if (e === undefined || e.epoch !== epoch) {
+      for (let i = 0; i < products.length; i++) {
+        const p = products[i]!
+        const e = lru.get(p)
+        if (
+          e === undefined ||
+          e.epoch !== epoch ||
+          (anyDirty && this.#units.get(p)?.dirty === true) ||
+          (locationKeys && p.includes(KEY_SEPARATOR))
+        ) {
           complete = false
           break
         }

@@ -307,6 +307,32 @@ export function runStoreConformance(makeStore: MakeStore, options: StoreConforma
       expect(left.has('prefix-longer')).toBe(true)
     })
 
+    it('reads a batch of ASCII-only keys with control characters, quotes, braces and NULL apart', async () => {
+      // Every key ASCII: a store may send such a batch in a cheaper form (as text) than one with any other key.
+      const s = await make()
+      const keys = [
+        'NULL',
+        'null',
+        '"quoted"',
+        "it's",
+        'a,b',
+        '{x}',
+        'back\\slash',
+        'ctl\u0001\u007f',
+        'x\u001fy z',
+        ' lead',
+        '',
+      ]
+      const stored = keys.filter((k) => k !== '')
+      await s.setMany(stored.map((k, i) => [k, entry(k, i + 1, i)] as const))
+      const got = await s.getMany([...keys, 'NUL', 'Null'])
+      expect([...got.keys()].sort()).toEqual([...stored].sort())
+      stored.forEach((k, i) => {
+        expect(got.get(k)!.value.stockToday).toBe(i)
+        expect(got.get(k)!.value.key).toBe(k)
+      })
+    })
+
     it('clear() empties the store', async () => {
       const s = await make()
       await s.setMany([['A', entry('A', 1)]])

@@ -52,7 +52,7 @@ const RETRIES = 5
 const INSTALL_LOCK_SECONDS = 60
 
 /** `key` arrives as hex text (every driver returns text; PostgreSQL `bytea` and MySQL `BLOB` would not agree). */
-type Row = { key: unknown; value: unknown; version: unknown; computed_at: unknown }
+type Row = { key?: unknown; i?: unknown; value: unknown; version: unknown; computed_at: unknown }
 
 const STATUSES = new Set(['OK', 'ATTENTION', 'CRITICAL'])
 const DAY = /^\d{4}-\d{2}-\d{2}$/
@@ -117,10 +117,23 @@ function toHex(s: string): string {
   return out
 }
 
+/** A hex digit's value (either case); the input is hex the server wrote. */
+const nibble = (c: number) => (c <= 57 ? c - 48 : (c | 32) - 87)
+
 function fromHex(h: string): string {
   const bytes = new Uint8Array(h.length >> 1)
-  for (let i = 0; i < bytes.length; i++) bytes[i] = Number.parseInt(h.slice(2 * i, 2 * i + 2), 16)
+  for (let i = 0, j = 0; i < bytes.length; i++, j += 2)
+    bytes[i] = (nibble(h.charCodeAt(j)) << 4) | nibble(h.charCodeAt(j + 1))
   return decoder.decode(bytes)
+}
+
+/** Only ASCII characters and no U+0000 (text cannot carry it). */
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c === 0 || c > 0x7f) return false
+  }
+  return true
 }
 
 /** A key the table can hold exactly: any string whose UTF-8 form is its own (no unpaired surrogate). */
@@ -349,20 +362,29 @@ WHERE \`status\` IS NULL AND LEFT(\`value\`, 1) = '{' AND JSON_VALID(\`value\`)
     return installing
   }
 
+  /**
+   * A row's value: text in the codec's compact form or JSON (older rows); an object, a json column a driver parsed.
+   * A value that does not decode (written by something else) is a miss, not an error of the whole read.
+   */
+  const decodeRow = (r: Row): StockProjection | undefined => {
+    try {
+      return (typeof r.value === 'string' ? projectionCodec.decode(r.value) : r.value) as StockProjection
+    } catch {
+      return undefined
+    }
+  }
+  const entryOf = (r: Row, value: StockProjection): StoreEntry => ({
+    value,
+    version: Number(r.version),
+    computedAt: Number(r.computed_at),
+  })
   /** Full keys (prefix + key) asked for, by key, so rows are matched on the whole key and not the hash alone. */
   const parse = (r: Row, wanted: ReadonlyMap<string, string> | null): [string, StoreEntry] | undefined => {
     const full = fromHex(String(r.key))
     const key = wanted === null ? (full.startsWith(prefix) ? full.slice(prefix.length) : undefined) : wanted.get(full)
     if (key === undefined) return undefined
-    // Text: the codec's compact form or JSON (older rows); an object: a json column a driver parsed. A value that
-    // does not decode (written by something else) is a miss, not an error of the whole read.
-    let value: StockProjection
-    try {
-      value = (typeof r.value === 'string' ? projectionCodec.decode(r.value) : r.value) as StockProjection
-    } catch {
-      return undefined
-    }
-    return [key, { value, version: Number(r.version), computedAt: Number(r.computed_at) }]
+    const value = decodeRow(r)
+    return value === undefined ? undefined : [key, entryOf(r, value)]
   }
 
   /** MySQL: split a list so each statement stays small. */
@@ -432,28 +454,36 @@ WHERE t.version <= EXCLUDED.version AND t.key = EXCLUDED.key`
         for (const k of keys) if (storable(k)) wanted.set(prefix + k, k)
         if (wanted.size === 0) return out
         const full = [...wanted.keys()]
-        const rows: Row[] = []
         if (pg) {
-          rows.push(
-            ...(await db.query<Row>(
-              `SELECT encode(key, 'hex') AS key, value, version, computed_at FROM ${table} ` +
-                `WHERE key_hash = ANY(ARRAY(SELECT sha256(decode(h, 'hex')) FROM unnest($1::text[]) AS h))`,
-              [full.map(toHex)],
-            )),
+          // The server matches each asked key on its hash and its whole bytes and answers with the key's position,
+          // so no key travels back. ASCII keys (product ids, nearly always) go as text, which has the same bytes in
+          // every server encoding; a batch with any other key goes as hex.
+          const ascii = full.every(isAscii)
+          const bytes = ascii ? "convert_to(x.k, 'UTF8')" : "decode(x.k, 'hex')"
+          // LATERAL with LIMIT 1 keeps the plan a primary-key lookup per key (a plain join of 1 000 keys is planned
+          // as a hash join over the whole table).
+          const found = await db.query<Row>(
+            `SELECT x.i::int AS i, t.value, t.version, t.computed_at FROM unnest($1::text[]) WITH ORDINALITY AS x(k, i) ` +
+              `CROSS JOIN LATERAL (SELECT value, version, computed_at FROM ${table} WHERE key_hash = sha256(${bytes}) ` +
+              `AND key = ${bytes} LIMIT 1) t`,
+            [ascii ? full : full.map(toHex)],
           )
-        } else {
-          for (const chunk of chunksOf(full, (k) => k.length)) {
-            rows.push(
-              ...(await db.query<Row>(
-                `SELECT HEX(\`key\`) AS \`key\`, \`value\`, \`version\`, \`computed_at\` FROM ${table} WHERE \`key_hash\` IN (${hashes(chunk.length)})`,
-                chunk,
-              )),
-            )
+          for (const r of found) {
+            const key = wanted.get(full[Number(r.i) - 1]!)
+            const value = key === undefined ? undefined : decodeRow(r)
+            if (value !== undefined) out.set(key!, entryOf(r, value))
           }
+          return out
         }
-        for (const r of rows) {
-          const e = parse(r, wanted)
-          if (e !== undefined) out.set(e[0], e[1])
+        for (const chunk of chunksOf(full, (k) => k.length)) {
+          const rows = await db.query<Row>(
+            `SELECT HEX(\`key\`) AS \`key\`, \`value\`, \`version\`, \`computed_at\` FROM ${table} WHERE \`key_hash\` IN (${hashes(chunk.length)})`,
+            chunk,
+          )
+          for (const r of rows) {
+            const e = parse(r, wanted)
+            if (e !== undefined) out.set(e[0], e[1])
+          }
         }
         return out
       })
