@@ -19,6 +19,8 @@ const scripts = [
   'sql-reader.mjs',
   'sql-bulk-settle.mjs',
   'sql-freshness.mjs',
+  'sql-load.mjs',
+  'store-bytes.mjs',
   'sequelize.mjs',
   'prisma.mjs',
   'redis.mjs',

@@ -238,6 +238,59 @@ function bad(why: string): StockcastError {
   return new StockcastError(`projection codec: not a compact projection (${why})`)
 }
 
+/** What a decoded projection needs to build its days, until it has (then the frozen days themselves). */
+interface PendingDays {
+  opening: number
+  /** The day events (`sparse`), or null when `series` is the whole series. */
+  events: readonly number[] | null
+  series: readonly number[] | null
+  dates: readonly string[]
+  n: number
+  m: number
+}
+
+/** A constructor that returns the object it is given: a subclass's private field is then added to that object. */
+class Returning {
+  constructor(o: object) {
+    // biome-ignore lint/correctness/noConstructorReturn: the point: it lets LazyDays stamp a plain object
+    return o
+  }
+}
+
+/**
+ * The private slot of a decoded projection: invisible to `Object.keys`, JSON, spreads, `structuredClone` and deep
+ * equality, and writable after the object is frozen (private names are not properties).
+ */
+class LazyDays extends Returning {
+  #days: PendingDays | readonly ProjectionDay[]
+
+  constructor(o: object, pending: PendingDays) {
+    super(o)
+    this.#days = pending
+  }
+
+  static days(o: object): readonly ProjectionDay[] {
+    const d = (o as LazyDays).#days
+    if (Array.isArray(d)) return d as readonly ProjectionDay[]
+    const p = d as PendingDays
+    const built = daysOf(p.events === null ? p.series! : unsparse(p.opening, p.events, p.n), p.dates, p.n, p.m)
+    ;(o as LazyDays).#days = built
+    return built
+  }
+}
+
+/**
+ * `days` of every decoded projection: one shared getter, so V8 keeps the objects in fast mode (an object literal
+ * with a getter of its own is a dictionary of about 1.8 kB).
+ */
+const DAYS: PropertyDescriptor = {
+  get(this: object) {
+    return LazyDays.days(this)
+  },
+  enumerable: true,
+  configurable: false,
+}
+
 function expand(t: string): StockProjection {
   let a: unknown[]
   try {
@@ -264,18 +317,18 @@ function expand(t: string): StockProjection {
   }
   // Checked now, expanded on first use: a read that looks only at the summary fields (a dashboard, a listing)
   // allocates no day objects.
-  let expand: () => readonly number[]
+  let opening = 0
+  let events: readonly number[] | null = null
+  let series: readonly number[] | null = null
   if (a.length === 25) {
-    const opening = a[22] as number
-    const events = a[23] as number[]
-    if (!Number.isSafeInteger(opening) || !Array.isArray(events)) throw bad('wrong shape')
+    opening = a[22] as number
+    if (!Number.isSafeInteger(opening) || !Array.isArray(a[23])) throw bad('wrong shape')
+    events = a[23] as number[]
     checkEvents(opening, events, n)
-    expand = () => unsparse(opening, events, n)
   } else {
-    const series = a[22] as number[]
+    series = a[22] as number[]
     if (!Array.isArray(series) || series.length !== n * 6) throw bad('wrong shape')
     for (const x of series) if (!Number.isSafeInteger(x)) throw bad('a day quantity is not an integer')
-    expand = () => series
   }
   for (let j = 0; j < laterFlat.length; j += 3) {
     if (
@@ -303,11 +356,9 @@ function expand(t: string): StockProjection {
     }
     later = Object.freeze(out)
   }
-  let days: readonly ProjectionDay[] | undefined
-  // The same key order as a computed projection (`projectStock`, then the cache's fields). `days` is an own,
-  // enumerable getter that builds the frozen day objects once: JSON.stringify, spreads, structuredClone and deep
-  // equality see an array like any other.
-  return Object.freeze({
+  // The same key order as a computed projection (`projectStock`, then the cache's fields); `days` is an own,
+  // enumerable getter in its place.
+  const o: Record<string, unknown> = {
     today: a[3] as string,
     timeZone: a[4] as string,
     horizonDays: n,
@@ -317,25 +368,24 @@ function expand(t: string): StockProjection {
     demandToday: (a[9] as number) / m,
     overdueSupply: (a[10] as number) / m,
     overdueDemand: (a[11] as number) / m,
-    get days(): readonly ProjectionDay[] {
-      if (days === undefined) days = daysOf(expand(), dates, n, m)
-      return days
-    },
-    minClosing7d: (a[12] as number) / m,
-    minClosing7dDate: a[13] as string,
-    firstStockoutDate: a[14] as string | null,
-    daysOfCover: a[15] as number | null,
-    status: a[16] as StockStatus,
-    safetyStock: (a[17] as number) / m,
-    stockoutThreshold: (a[18] as number) / m,
-    later,
-    key: a[0] as string,
-    product: a[1] as string,
-    location: a[2] as string | null,
-    version: a[19] as number,
-    computedAt: a[20] as number,
-    stale: a[21] === 1,
-  })
+  }
+  Object.defineProperty(o, 'days', DAYS)
+  o.minClosing7d = (a[12] as number) / m
+  o.minClosing7dDate = a[13] as string
+  o.firstStockoutDate = a[14] as string | null
+  o.daysOfCover = a[15] as number | null
+  o.status = a[16] as StockStatus
+  o.safetyStock = (a[17] as number) / m
+  o.stockoutThreshold = (a[18] as number) / m
+  o.later = later
+  o.key = a[0] as string
+  o.product = a[1] as string
+  o.location = a[2] as string | null
+  o.version = a[19] as number
+  o.computedAt = a[20] as number
+  o.stale = a[21] === 1
+  new LazyDays(o, { opening, events, series, dates, n, m })
+  return Object.freeze(o) as unknown as StockProjection
 }
 
 /**

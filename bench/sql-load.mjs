@@ -1,0 +1,148 @@
+// @stockcast/sql on PostgreSQL: commit-to-fresh of a probe product while other writers keep committing. Four writer
+// processes (load-writer.mjs) commit 300 transactions per second in all (1-3 movements each, on random products of
+// 2 000, never the probe), paced against the clock; this process commits one movement of the probe every 50 ms and
+// times it until `peek()` (L1, kept fresh by the listener) shows it. Idle first (no writers), then under the load,
+// for debounce 0 and the default 500 ms. Needs PostgreSQL (STOCKCAST_PG_URL or
+// postgres://postgres@127.0.0.1:5432/test); it works in its own schema `stockcast_bench_load` and drops it after.
+
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { fromPg, sqlChangeCapture, sqlReader, sqlStore } from '@stockcast/sql'
+import pg from 'pg'
+import { createStockCache } from 'stockcast'
+import { DDL, schema, seed } from '../examples/sql-demo/schema.mjs'
+import { isMain, printTable } from './lib.mjs'
+
+const URL_ = process.env.STOCKCAST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
+const SCHEMA = 'stockcast_bench_load'
+const PROBE = 'SKU-00001'
+const now = () => performance.now()
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+const fmt = (ms) => (ms < 1 ? `${(ms * 1000).toFixed(0)} us` : `${ms.toFixed(1)} ms`)
+const pct = (xs, p) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]
+}
+
+function startWriters(n, totalRate, products, seconds) {
+  const script = fileURLToPath(new URL('./load-writer.mjs', import.meta.url))
+  return Array.from({ length: n }, (_, w) => {
+    const child = spawn(
+      process.execPath,
+      [script, URL_, SCHEMA, String(totalRate / n), String(products), String(seconds), String(w + 1)],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    )
+    let out = ''
+    child.stdout.on('data', (d) => {
+      out += d
+    })
+    const done = new Promise((resolve, reject) => {
+      child.on('error', reject)
+      child.on('exit', (code) =>
+        code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`writer ${w} exited ${code}`)),
+      )
+    })
+    return { child, done }
+  })
+}
+
+/** Commit one probe movement every `everyMs` for `ms`; each sample runs until peek() shows it. */
+async function probe(db, cache, ms, everyMs = 50) {
+  const lags = []
+  const end = now() + ms
+  let expected = (await cache.get(PROBE)).stockToday
+  while (now() < end) {
+    const s = now()
+    await db.execute('INSERT INTO stock_movements (product_code, quantity) VALUES ($1, 1)', [PROBE])
+    expected += 1
+    for (;;) {
+      const v = cache.peek(PROBE)
+      // Half a unit below: `expected` is a sum of doubles, not always the double nearest the decimal sum.
+      if (v !== undefined && v.stockToday > expected - 0.5) break
+      if (now() - s > 10_000) throw new Error('the probe was not fresh within 10 s')
+      await new Promise((r) => setImmediate(r))
+    }
+    lags.push(now() - s)
+    const rest = everyMs - (now() - s)
+    if (rest > 0) await sleep(rest)
+  }
+  return lags
+}
+
+export async function main({ products = 2000, seconds = 20, rate = 300, writers = 4 } = {}) {
+  console.log('## sql-load: commit-to-fresh of a probe product under a paced write load (PostgreSQL, LISTEN/NOTIFY)')
+  const admin = new pg.Client({ connectionString: URL_ })
+  await admin.connect()
+  const version = (await admin.query('SHOW server_version')).rows[0].server_version
+  console.log(
+    `PostgreSQL ${version}, ${products} products, ${writers} writer processes at ${rate} transactions/s in all, ${seconds} s per run`,
+  )
+  await admin.query(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE`)
+  await admin.query(`CREATE SCHEMA ${SCHEMA}`)
+  const pool = new pg.Pool({ connectionString: URL_, max: 8, options: `-c search_path=${SCHEMA}` })
+  const probePool = new pg.Pool({ connectionString: URL_, max: 1, options: `-c search_path=${SCHEMA}` })
+  const db = fromPg(pool)
+  const rows = []
+  try {
+    for (const s of DDL.split(';').filter((x) => x.trim())) await db.execute(s)
+    await seed(db, products)
+    await db.execute('ANALYZE')
+    const capture = sqlChangeCapture(db, schema)
+    await capture.install()
+    const reader = sqlReader(db, schema)
+    for (const debounceMs of [0, 500]) {
+      const store = sqlStore(db, { table: 'stockcast_projections' })
+      const cache = createStockCache({ schema, reader, store, debounceMs, memory: { max: 20_000 } })
+      await cache.rebuildAll()
+      const listener = await capture.listen(cache)
+      for (const load of ['idle', 'load']) {
+        let ws = []
+        if (load === 'load') {
+          ws = startWriters(writers, rate, products, seconds + 5)
+          await sleep(1500) // the writers connect and reach their pace
+        }
+        const t0 = now()
+        const lags = await probe(
+          fromPg(probePool),
+          cache,
+          load === 'idle' ? Math.min(5, seconds) * 1000 : seconds * 1000,
+        )
+        const elapsed = (now() - t0) / 1000
+        let commits = 0
+        let late = 0
+        for (const w of ws) w.child.kill('SIGTERM')
+        for (const w of ws) {
+          const r = await w.done
+          commits += r.commits
+          late = Math.max(late, r.maxLateMs)
+        }
+        await listener.drain(60_000)
+        rows.push([
+          `debounce ${debounceMs} ms`,
+          load === 'idle'
+            ? 'idle'
+            : `${writers} writers, ${Math.round(commits / (elapsed + 1.5))} tx/s (late <= ${late} ms)`,
+          String(lags.length),
+          fmt(pct(lags, 50)),
+          fmt(pct(lags, 99)),
+          fmt(Math.max(...lags)),
+          `<= ${debounceMs + 20} ms`,
+        ])
+      }
+      const report = await cache.validate({ sample: 300 })
+      console.log(
+        `debounce ${debounceMs}: validate() after the runs: ${report.checked} checked, ${report.mismatches.length} mismatches`,
+      )
+      await listener.stop()
+      await cache.close()
+    }
+    printTable(['config', 'load', 'samples', 'p50', 'p99', 'max', 'target p99'], rows)
+  } finally {
+    await pool.end()
+    await probePool.end()
+    await admin.query(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE`)
+    await admin.end()
+  }
+}
+
+if (isMain(import.meta.url)) await main()
