@@ -38,7 +38,7 @@ export async function main({ products = 10_000, dashboard = 1000, latencySamples
     console.log(`seeded in ${fmt(now() - t0)}`)
     const capture = sqlChangeCapture(db, schema)
     await capture.install()
-    // A cache closes its store: every cache gets a store object of its own (the same table).
+    // Every cache gets a store object of its own (the same table), as separate processes would.
     const newStore = () => sqlStore(db, { table: 'stockcast_projections' })
     const store = newStore()
     await store.install()

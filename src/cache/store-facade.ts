@@ -1,5 +1,6 @@
 import { StoreUnavailableError } from '../errors.js'
 import { backoffDelay } from '../util/backoff.js'
+import { release, retain } from '../util/shared.js'
 import type { StockProjection, Store, StoreEntry, StoreListQuery } from './types.js'
 
 export interface StoreFacadeHooks {
@@ -40,6 +41,7 @@ export class StoreFacade<V = StockProjection> {
     this.#store = store
     this.#hooks = hooks
     this.#retryMs = retryMs
+    retain(store)
   }
 
   get degraded(): boolean {
@@ -141,11 +143,13 @@ export class StoreFacade<V = StockProjection> {
     }
   }
 
+  /** Closes the store unless another open cache uses the same store object. */
   async close(): Promise<void> {
+    if (this.#closed) return
     this.#closed = true
     if (this.#retryTimer !== undefined) this.#hooks.clearTimer(this.#retryTimer)
     this.#retryTimer = undefined
-    await this.#store.close()
+    if (release(this.#store)) await this.#store.close()
   }
 
   #fail(op: string, cause: unknown, failedKeys: readonly string[]): void {

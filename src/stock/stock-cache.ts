@@ -11,6 +11,7 @@ import type { MarkTable } from '../invalidation/marks.js'
 import type { TransactionScope } from '../invalidation/scope.js'
 import { projectStock } from '../projection/project.js'
 import type { ProjectionOptions } from '../projection/types.js'
+import { release, retain } from '../util/shared.js'
 import { defaultTimers } from '../util/timers.js'
 import { DayClock } from './day-clock.js'
 import { assertConsistency, assertLocation, assertProduct, KEY_SEPARATOR, keyOf } from './keys.js'
@@ -88,6 +89,7 @@ class StockCacheImpl implements StockCache {
   // The hot path's view of the engine.
   readonly #units: Map<string, { dirty: boolean }>
   readonly #lru: LRUCache<string, L1Entry<StockProjection>>
+  #closing: Promise<void> | undefined
   readonly #l1: MemoryTier<StockProjection>
   readonly #marks: MarkTable
   readonly #m: Metrics
@@ -183,6 +185,7 @@ class StockCacheImpl implements StockCache {
           'InvalidationBus such as redisBus of @stockcast/redis), set memory.ttl, or read with consistency: "strong".',
       )
     }
+    retain(options.reader)
   }
 
   // ---------------------------------------------------------------- reads (hot paths inline)
@@ -407,10 +410,12 @@ class StockCacheImpl implements StockCache {
     this.#emitter.off(type, handler)
   }
 
-  async close(): Promise<void> {
-    await this.#engine.close(async () => {
-      await this.#reader.close?.()
+  /** Closes the reader (and, through the engine, the store) unless another open cache uses the same object. */
+  close(): Promise<void> {
+    this.#closing ??= this.#engine.close(async () => {
+      if (release(this.#reader)) await this.#reader.close?.()
     })
+    return this.#closing
   }
 
   /** @internal test hook: what the cache holds about a product. */
