@@ -97,13 +97,16 @@ export class BatchRunner<V extends Versioned> {
   ): Promise<Map<string, boolean> | undefined> {
     const d = this.#d
     if (d.l2 === undefined || entries.length === 0) return undefined
-    const ok = await d.l2.setMany(entries)
+    const { ok, written } = await d.l2.setMany(entries)
     if (!d.l2Shared) return undefined
     const stored = new Map<string, boolean>()
     for (const w of writes) stored.set(w.unit, ok)
     if (!ok) return stored
     const marked = new Set(requests.filter((r) => r.sources !== undefined).map((r) => r.unit))
-    const check = writes.filter((w) => marked.has(w.unit))
+    // Keys the store says it wrote hold these values; the others may have lost to a higher version: read them back.
+    const check = writes.filter(
+      (w) => marked.has(w.unit) && (written === undefined || [...w.values.keys()].some((k) => !written.has(k))),
+    )
     if (check.length === 0) return stored
     const found = await d.l2.getMany(check.flatMap((w) => [...w.values.keys()]))
     for (const w of check) {

@@ -44,9 +44,14 @@ export function memoryStore<V = StockProjection>(options: MemoryStoreOptions<V> 
     },
     async setMany(entries) {
       check()
+      const written = new Set<string>()
       for (const [k, e] of entries) {
         const cur = map.get(prefix + k)
-        if (cur !== undefined && cur.version > e.version) continue
+        if (cur !== undefined && cur.version > e.version) {
+          written.delete(k)
+          continue
+        }
+        written.add(k)
         map.set(
           prefix + k,
           e.expiresAt === undefined
@@ -54,6 +59,7 @@ export function memoryStore<V = StockProjection>(options: MemoryStoreOptions<V> 
             : { value: e.value, version: e.version, computedAt: e.computedAt, expiresAt: e.expiresAt },
         )
       }
+      return written
     },
     async deleteMany(keys) {
       check()

@@ -99,24 +99,29 @@ export class StoreFacade<V = StockProjection> {
     }
   }
 
-  /** True when the store took the entries; false when it is degraded or the write failed (the keys become debt). */
-  async setMany(entries: ReadonlyArray<readonly [string, StoreEntry<V>]>): Promise<boolean> {
-    if (entries.length === 0) return true
+  /**
+   * `ok`: the store took the entries; false when it is degraded or the write failed (the keys become debt).
+   * `written`: the keys the store says it wrote, when it says (see `Store.setMany`).
+   */
+  async setMany(
+    entries: ReadonlyArray<readonly [string, StoreEntry<V>]>,
+  ): Promise<{ ok: boolean; written?: ReadonlySet<string> }> {
+    if (entries.length === 0) return { ok: true }
     if (this.#degraded) {
       for (const [k] of entries) this.#debt.add(k)
-      return false
+      return { ok: false }
     }
     try {
-      await this.#store.setMany(entries)
+      const written = await this.#store.setMany(entries)
       for (const [k] of entries) this.#debt.delete(k)
-      return true
+      return written instanceof Set ? { ok: true, written } : { ok: true }
     } catch (cause) {
       this.#fail(
         'setMany',
         cause,
         entries.map(([k]) => k),
       )
-      return false
+      return { ok: false }
     }
   }
 

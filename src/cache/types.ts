@@ -39,8 +39,13 @@ export interface StoreEntry<V = StockProjection> {
 export interface Store<V = StockProjection> {
   /** Entries for the keys that exist (missing keys are absent from the map). */
   getMany(keys: readonly string[]): Promise<Map<string, StoreEntry<V>>>
-  /** Write entries; an entry never replaces one with a higher version. */
-  setMany(entries: ReadonlyArray<readonly [key: string, entry: StoreEntry<V>]>): Promise<void>
+  /**
+   * Write entries; an entry never replaces one with a higher version. A store that knows which entries it wrote
+   * (not kept back by a higher version) may return their keys: a shared cache then reads back only the others to
+   * learn whether the store serves its values. Returning nothing is always correct (every key is read back).
+   */
+  // biome-ignore lint/suspicious/noConfusingVoidType: void, so that stores written as `Promise<void>` still fit
+  setMany(entries: ReadonlyArray<readonly [key: string, entry: StoreEntry<V>]>): Promise<void | ReadonlySet<string>>
   /** Delete these keys. */
   deleteMany(keys: readonly string[]): Promise<void>
   /** Delete every key of this store (its prefix only). */

@@ -193,6 +193,27 @@ export function runStoreConformance(makeStore: MakeStore, options: StoreConforma
       expect((await s.getMany(['K'])).get('K')!.value.stockToday).toBe(7)
     })
 
+    it('when setMany names the keys it wrote, they are exactly those not kept back by a higher version', async () => {
+      const s = await make()
+      const first = await s.setMany([
+        ['W1', entry('W1', 10, 1)],
+        ['W2', entry('W2', 10, 2)],
+      ])
+      // Naming them is optional (nothing returned: the cache reads every key back).
+      if (first === undefined) return
+      expect([...first].sort()).toEqual(['W1', 'W2'])
+      const second = await s.setMany([
+        ['W1', entry('W1', 9, 3)], // kept back: 10 is higher
+        ['W2', entry('W2', 10, 4)], // the same version: written
+        ['W3', entry('W3', 1, 5)], // new
+      ])
+      expect(second).toBeInstanceOf(Set)
+      expect([...second!].sort()).toEqual(['W2', 'W3'])
+      const got = await s.getMany(['W1', 'W2', 'W3'])
+      expect(got.get('W1')!.value.stockToday).toBe(1)
+      expect(got.get('W2')!.value.stockToday).toBe(4)
+    })
+
     it('keeps the highest version when writes race', async () => {
       const s = await make()
       const versions = Array.from({ length: 20 }, (_, i) => i + 1).sort(() => Math.random() - 0.5)

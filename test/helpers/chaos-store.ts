@@ -16,7 +16,7 @@ export class ChaosStore implements Store {
     this.#check()
     return this.inner.getMany(keys)
   }
-  async setMany(entries: ReadonlyArray<readonly [string, StoreEntry]>): Promise<void> {
+  async setMany(entries: ReadonlyArray<readonly [string, StoreEntry]>) {
     this.#check()
     return this.inner.setMany(entries)
   }

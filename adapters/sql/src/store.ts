@@ -417,7 +417,8 @@ WHERE \`status\` IS NULL AND LEFT(\`value\`, 1) = '{' AND JSON_VALID(\`value\`)
 SELECT sha256(b), b, v, n, c, decode(l, 'hex'), s, st, mc, fs, dc, d FROM (SELECT decode(k, 'hex') AS b, * FROM json_to_recordset($1::json)
   AS x(k text, v text, n bigint, c bigint, l text, s text, st numeric, mc numeric, fs date, dc integer, d integer)) AS x
 ON CONFLICT (key_hash) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version, computed_at = EXCLUDED.computed_at, ${summarySet}
-WHERE t.version <= EXCLUDED.version AND t.key = EXCLUDED.key`
+WHERE t.version <= EXCLUDED.version AND t.key = EXCLUDED.key
+RETURNING encode(t.key, 'hex') AS key`
   // MySQL/MariaDB run the assignments left to right, each seeing the columns already set; MariaDB's
   // SIMULTANEOUS_ASSIGNMENT mode lets each see the old row. `version` is set last, so every IF compares with the old
   // version in both modes, and the version never goes down. `key` is never assigned: a row keeps its key.
@@ -535,8 +536,14 @@ WHERE t.version <= EXCLUDED.version AND t.key = EXCLUDED.key`
               d: r.duration,
             })),
           )
-          await db.execute(upsertPg, [doc])
-          return
+          // The rows inserted or updated come back: the keys this write now holds (a row kept back by a higher
+          // version does not), so the cache reads back only the others.
+          const written = new Set<string>()
+          for (const r of await db.query<{ key: unknown }>(upsertPg, [doc])) {
+            const full = fromHex(String(r.key))
+            if (full.startsWith(prefix)) written.add(full.slice(prefix.length))
+          }
+          return written
         }
         const params = rows.map((r) => [
           r.key,

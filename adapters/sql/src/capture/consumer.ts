@@ -323,6 +323,8 @@ class Consumer implements OutboxConsumer, MarkSource {
   #stopping = false
   /** The loop currently running, if any. */
   #loop: Promise<void> | undefined
+  /** The last batch's deletes and holds, running beside the next claim. */
+  #settling: Promise<void> | undefined
   #again = false
   /** Deferred rows wait for the bulk block that deferred them: `afterBulk` asks to settle them. */
   #settleDeferred = false
@@ -503,6 +505,8 @@ class Consumer implements OutboxConsumer, MarkSource {
         try {
           if (this.#settleDeferred) {
             this.#settleDeferred = false
+            // Its holds first: releasing held rows while their hold is still on its way would undo the release.
+            await this.#settled()
             await this.#releaseDeferred()
           }
           more = await this.#batch()
@@ -525,6 +529,9 @@ class Consumer implements OutboxConsumer, MarkSource {
       if (this.#running) this.#scheduleHeld()
     } catch (cause) {
       this.#fail(cause)
+    } finally {
+      // However the loop ends (stopped, closed, a failure), the last batch's rows are deleted or held before it does.
+      await this.#settled().catch((e: unknown) => this.#fail(e))
     }
   }
 
@@ -537,23 +544,39 @@ class Consumer implements OutboxConsumer, MarkSource {
     if (next !== Number.POSITIVE_INFINITY) this.#timer(next - now + 5)
   }
 
-  /** One batch. Resolves to true when the outbox may hold more claimable rows. */
+  /**
+   * One batch. Resolves to true when the outbox may hold more claimable rows. The previous batch's deletes and holds
+   * run beside this batch's claim (its rows are leased, so no claim takes them again): the next batch starts one
+   * round trip sooner. Its failure surfaces here, after this batch.
+   */
   async #batch(): Promise<boolean> {
+    const previous = this.#settling
+    this.#settling = undefined
     const owner = `${this.#id}.${++this.#claims}`
-    const rows = await this.#dialect.claim(this.#db, owner, this.#o.batchSize, this.#o.leaseMs)
+    let rows: readonly OutboxRow[]
+    try {
+      rows = await this.#dialect.claim(this.#db, owner, this.#o.batchSize, this.#o.leaseMs)
+    } catch (cause) {
+      await previous?.catch(() => {})
+      throw cause
+    }
+    if (rows.length === 0) {
+      // Measured once the previous batch's rows are deleted: an idle outbox then reads as empty.
+      await previous
+      await this.#measureAge()
+      this.#forgetStale()
+      return false
+    }
     // Kept current during a backlog: the oldest row is measured at every batch, not only when the loop goes idle;
     // on another connection while the batch runs (its recompute does not wait for it).
     const age = this.#measureAge()
     age.catch(() => {}) // handled where it is awaited; until then a failure is no unhandled rejection
-    if (rows.length === 0) {
-      await age
-      this.#forgetStale()
-      return false
-    }
     this.#status.batches++
+    let settle: () => Promise<void>
     try {
-      await this.#process(owner, rows)
+      settle = await this.#process(owner, rows)
     } catch (cause) {
+      await previous?.catch(() => {})
       // Give the rows back at once (best effort: otherwise they come back when the lease ends).
       await this.#dialect
         .hold(
@@ -565,11 +588,23 @@ class Consumer implements OutboxConsumer, MarkSource {
         .catch(() => {})
       throw cause
     }
+    const settling = settle()
+    settling.catch(() => {}) // awaited by the next batch or at the end of the loop
+    this.#settling = settling
+    await previous
     await age
     return true
   }
 
-  async #process(owner: string, rows: readonly OutboxRow[]): Promise<void> {
+  /** The last batch's deletes and holds, when they have not been awaited yet. */
+  async #settled(): Promise<void> {
+    const settling = this.#settling
+    this.#settling = undefined
+    await settling
+  }
+
+  /** Marks and recomputes a claim's products; resolves to the deletes and holds of its rows, still to run. */
+  async #process(owner: string, rows: readonly OutboxRow[]): Promise<() => Promise<void>> {
     const byProduct = new Map<string, { ids: number[]; max: number }>()
     const invalid: number[] = []
     for (const r of rows) {
@@ -593,7 +628,7 @@ class Consumer implements OutboxConsumer, MarkSource {
       )
       await this.#dialect.delete(this.#db, owner, invalid)
     }
-    if (byProduct.size === 0) return
+    if (byProduct.size === 0) return async () => {}
     // Rows up to the highest id a held product was marked with are marks the cache has already (it retries failed
     // products and recomputes deferred ones when the bulk block settles): settle them without another recompute.
     // Newer rows are new writes, and a product the shared store lacks is recomputed again: those are marked.
@@ -645,12 +680,17 @@ class Consumer implements OutboxConsumer, MarkSource {
       list.push(...g.ids)
     }
     // Only rows still leased to this claim go: if the lease ran out and another consumer took them, they are its.
-    this.#status.processed += await this.#dialect.delete(this.#db, owner, done)
-    for (const [delay, ids] of holds) await this.#dialect.hold(this.#db, owner, ids, delay)
+    // The caller runs this beside the next claim (the rows stay leased to this claim until then).
+    return async () => {
+      this.#status.processed += await this.#dialect.delete(this.#db, owner, done)
+      for (const [delay, ids] of holds) await this.#dialect.hold(this.#db, owner, ids, delay)
+    }
   }
 
   /** Give back at once the rows of products held for a retry delay (failed or unstored), so they are claimed again. */
   async #retryHeldNow(): Promise<void> {
+    // The last batch's holds first: a hold still on its way would undo the retry.
+    await this.#settled().catch((e: unknown) => this.#fail(e))
     const byOwner = new Map<string, number[]>()
     const now = this.#clock.now()
     for (const h of this.#held.values()) {
