@@ -4,19 +4,13 @@
 //   node load-writer.mjs <postgres url> <schema> <tx per second> <products> <seconds> <seed>
 
 import pg from 'pg'
+import { rng } from './lib.mjs'
 
 const [url, schema, rateArg, productsArg, secondsArg, seedArg] = process.argv.slice(2)
 const rate = Number(rateArg)
 const products = Number(productsArg)
 const seconds = Number(secondsArg)
-let seed = Number(seedArg) >>> 0
-const rnd = () => {
-  seed = (seed + 0x6d2b79f5) >>> 0
-  let t = seed
-  t = Math.imul(t ^ (t >>> 15), t | 1)
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-}
+const rnd = rng(Number(seedArg))
 const client = new pg.Client({ connectionString: url, options: `-c search_path=${schema}` })
 await client.connect()
 let stop = false
