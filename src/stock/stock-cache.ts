@@ -15,7 +15,7 @@ import { release, retain } from '../util/shared.js'
 import { defaultTimers } from '../util/timers.js'
 import { DayClock } from './day-clock.js'
 import { assertConsistency, assertLocation, assertProduct, KEY_SEPARATOR, keyOf } from './keys.js'
-import { type ListPage, type ListQuery, listPage, StatusIndex } from './list.js'
+import { type ListContext, type ListPage, type ListQuery, listPage, StatusIndex } from './list.js'
 import { rebuildAll, sourcesOf } from './ops.js'
 import { type ResolvedOptions, resolveOptions, type StockCacheOptions, warnOnce } from './options.js'
 import { freezeProjection, ProjectionLoader } from './projection-loader.js'
@@ -98,6 +98,7 @@ class StockCacheImpl implements StockCache {
   readonly #index = new StatusIndex()
   /** L1's removal count and generation when `rebuildAll()` last put every product there. */
   #complete: { removals: number; generation: number } | undefined
+  #listContext: ListContext | undefined
 
   constructor(options: StockCacheOptions) {
     this.#o = resolveOptions(options)
@@ -338,31 +339,31 @@ class StockCacheImpl implements StockCache {
 
   async rebuildAll(options: { onProgress?: (p: RebuildProgress) => void } = {}): Promise<RebuildReport> {
     this.#engine.assertOpen()
-    const l1 = this.#engine.l1
-    const before = { removals: l1.removals, generation: l1.generation }
+    const before = { removals: this.#l1.removals, generation: this.#l1.generation }
     const report = await rebuildAll(this.#engine, this.#reader, options)
     // Every product is in L1 if none failed and nothing left it meanwhile (no eviction, no bus outage).
-    const kept = l1.removals === before.removals && l1.generation === before.generation && !l1.suspended
     this.#complete =
-      report.failed === 0 && kept && this.#o.memoryMax > 0 && this.#o.memoryTtl === 0 ? before : undefined
+      report.failed === 0 && this.#l1KeptSince(before) && this.#o.memoryMax > 0 && this.#o.memoryTtl === 0
+        ? before
+        : undefined
     return report
   }
 
+  /** True when no key has left L1 and its generation is the same since `mark` (and it is not suspended). */
+  #l1KeptSince(mark: { removals: number; generation: number } | undefined): boolean {
+    const l1 = this.#l1
+    return mark !== undefined && mark.removals === l1.removals && mark.generation === l1.generation && !l1.suspended
+  }
+
   list(query?: ListQuery): Promise<ListPage> {
-    return listPage(
-      {
-        engine: this.#engine,
-        index: this.#index,
-        complete: () => {
-          const c = this.#complete
-          const l1 = this.#engine.l1
-          return c !== undefined && c.removals === l1.removals && c.generation === l1.generation && !l1.suspended
-        },
-        today: () => this.#day.day().date,
-        getMany: (products, location) => this.getMany(products, location === null ? {} : { location }),
-      },
-      query,
-    )
+    this.#listContext ??= {
+      engine: this.#engine,
+      index: this.#index,
+      complete: () => this.#l1KeptSince(this.#complete),
+      today: () => this.#day.day().date,
+      getMany: (products, location) => this.getMany(products, location === null ? {} : { location }),
+    }
+    return listPage(this.#listContext, query)
   }
 
   validate(options: ValidateOptions = {}): Promise<ValidationReport> {
