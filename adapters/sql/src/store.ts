@@ -378,10 +378,14 @@ WHERE \`status\` IS NULL AND LEFT(\`value\`, 1) = '{' AND JSON_VALID(\`value\`)
     version: Number(r.version),
     computedAt: Number(r.computed_at),
   })
+  /** The key of a stored key (hex of `prefix + key`), or undefined when it is not under this store's prefix. */
+  const unprefixed = (hex: unknown): string | undefined => {
+    const full = fromHex(String(hex))
+    return full.startsWith(prefix) ? full.slice(prefix.length) : undefined
+  }
   /** Full keys (prefix + key) asked for, by key, so rows are matched on the whole key and not the hash alone. */
   const parse = (r: Row, wanted: ReadonlyMap<string, string> | null): [string, StoreEntry] | undefined => {
-    const full = fromHex(String(r.key))
-    const key = wanted === null ? (full.startsWith(prefix) ? full.slice(prefix.length) : undefined) : wanted.get(full)
+    const key = wanted === null ? unprefixed(r.key) : wanted.get(fromHex(String(r.key)))
     if (key === undefined) return undefined
     const value = decodeRow(r)
     return value === undefined ? undefined : [key, entryOf(r, value)]
@@ -540,8 +544,8 @@ RETURNING encode(t.key, 'hex') AS key`
           // version does not), so the cache reads back only the others.
           const written = new Set<string>()
           for (const r of await db.query<{ key: unknown }>(upsertPg, [doc])) {
-            const full = fromHex(String(r.key))
-            if (full.startsWith(prefix)) written.add(full.slice(prefix.length))
+            const key = unprefixed(r.key)
+            if (key !== undefined) written.add(key)
           }
           return written
         }
