@@ -24,6 +24,16 @@ export interface OutboxRow {
   product: string
 }
 
+/** What a claim leased, and (when the dialect measures it in the same statement) the outbox's oldest row age. */
+export interface OutboxClaim {
+  rows: OutboxRow[]
+  /**
+   * Age in ms of the oldest row in the outbox (leased or not) when the claim ran, by the database clock. Absent when
+   * the dialect does not measure it in the claim, or when nothing was claimed: the consumer then asks `oldestAgeMs`.
+   */
+  oldestAgeMs?: number
+}
+
 /**
  * What a SQL dialect supplies to the shared outbox consumer. `sqlOutboxQueries` implements the members that are the
  * same SQL for PostgreSQL and MySQL/MariaDB; each dialect adds its claim, its wake-up (`subscribe`) and the age query.
@@ -39,7 +49,7 @@ export interface OutboxDialect {
    * the products of the oldest claimable rows, with all their claimable rows, so that the marks of one product made by
    * many statements and transactions are settled by one recompute. Only committed rows are leased.
    */
-  claim(db: SqlDb, owner: string, limit: number, leaseMs: number): Promise<OutboxRow[]>
+  claim(db: SqlDb, owner: string, limit: number, leaseMs: number): Promise<OutboxClaim>
   /** Delete those of these rows still leased to `owner`; resolves to the rows deleted. */
   delete(db: SqlDb, owner: string, ids: readonly number[]): Promise<number>
   /** Make the lease of those of these rows still leased to `owner` end `ms` from now (0: claimable at once). */
@@ -171,6 +181,18 @@ export function resolveCaptureOptions(options: SqlChangeCaptureOptions = {}): Re
 
 const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v))
 
+/**
+ * PostgreSQL: a one-row `FROM` item that turns `synchronous_commit` off for the statement's own transaction, so the
+ * outbox's bookkeeping (a claim's lease, the deletes and holds after a batch) commits without waiting for its WAL
+ * flush: under a write load that wait was most of a batch's slowest round trips. It is safe because losing such a
+ * commit in a server crash only makes rows claimable again, and a recompute is idempotent: a lost lease or hold
+ * ends early, a lost delete leaves rows that are recomputed once more. WAL is replayed in order, so a lost
+ * bookkeeping commit never outlives what was committed after it, and the shared store's values (written before the
+ * deletes, with the connection's own setting) are not touched by it. `set_config(..., true)` is local to the
+ * transaction: the connection's setting is back when it ends.
+ */
+export const UNSYNCED = `(SELECT set_config('synchronous_commit', 'off', true)) AS unsynced`
+
 /** Ids per statement: MySQL/MariaDB placeholders, and bounded statements on PostgreSQL too. */
 const CHUNK = 5000
 
@@ -194,10 +216,10 @@ export function sqlOutboxQueries(
     async delete(db, owner, list) {
       if (list.length === 0) return 0
       const statement = (tx: SqlDb, chunk: readonly number[]) =>
-        tx.execute(`DELETE FROM ${outbox} WHERE lease_owner = ${pg ? '$1' : '?'} AND id ${inIds}${ids(chunk, 2)}`, [
-          owner,
-          ...idParams(chunk),
-        ])
+        tx.execute(
+          `DELETE FROM ${outbox}${pg ? ` USING ${UNSYNCED}` : ''} WHERE lease_owner = ${pg ? '$1' : '?'} AND id ${inIds}${ids(chunk, 2)}`,
+          [owner, ...idParams(chunk)],
+        )
       // One statement on PostgreSQL needs no transaction around it (two round trips fewer per batch); more chunks,
       // and MySQL/MariaDB (READ COMMITTED, so no gap lock), run in one.
       if (pg && list.length <= CHUNK) return statement(db, list)
@@ -214,7 +236,7 @@ export function sqlOutboxQueries(
         : 'TIMESTAMPADD(MICROSECOND, ?, NOW(3))'
       const statement = (tx: SqlDb, chunk: readonly number[]) =>
         tx.execute(
-          `UPDATE ${outbox} SET lease_until = ${until} WHERE lease_owner = ${pg ? '$1' : '?'} AND id ${inIds}${ids(chunk, 3)}`,
+          `UPDATE ${outbox} SET lease_until = ${until}${pg ? ` FROM ${UNSYNCED}` : ''} WHERE lease_owner = ${pg ? '$1' : '?'} AND id ${inIds}${ids(chunk, 3)}`,
           pg ? [owner, ms, ...idParams(chunk)] : [ms * 1000, owner, ...idParams(chunk)],
         )
       if (pg && list.length <= CHUNK) {
@@ -553,13 +575,14 @@ class Consumer implements OutboxConsumer, MarkSource {
     const previous = this.#settling
     this.#settling = undefined
     const owner = `${this.#id}.${++this.#claims}`
-    let rows: readonly OutboxRow[]
+    let claim: OutboxClaim
     try {
-      rows = await this.#dialect.claim(this.#db, owner, this.#o.batchSize, this.#o.leaseMs)
+      claim = await this.#dialect.claim(this.#db, owner, this.#o.batchSize, this.#o.leaseMs)
     } catch (cause) {
       await previous?.catch(() => {})
       throw cause
     }
+    const rows = claim.rows
     if (rows.length === 0) {
       // Measured once the previous batch's rows are deleted: an idle outbox then reads as empty.
       await previous
@@ -567,10 +590,17 @@ class Consumer implements OutboxConsumer, MarkSource {
       this.#forgetStale()
       return false
     }
-    // Kept current during a backlog: the oldest row is measured at every batch, not only when the loop goes idle;
-    // on another connection while the batch runs (its recompute does not wait for it).
-    const age = this.#measureAge()
-    age.catch(() => {}) // handled where it is awaited; until then a failure is no unhandled rejection
+    // Kept current during a backlog: the oldest row is measured at every batch, not only when the loop goes idle. By
+    // the claim itself where the dialect can (PostgreSQL); otherwise on another connection while the batch runs (its
+    // recompute does not wait for it).
+    let age: Promise<void> | undefined
+    if (claim.oldestAgeMs !== undefined) {
+      this.#ageMs = claim.oldestAgeMs
+      this.#ageAt = this.#clock.now()
+    } else {
+      age = this.#measureAge()
+      age.catch(() => {}) // handled where it is awaited; until then a failure is no unhandled rejection
+    }
     this.#status.batches++
     let settle: () => Promise<void>
     try {
@@ -682,7 +712,10 @@ class Consumer implements OutboxConsumer, MarkSource {
     // Only rows still leased to this claim go: if the lease ran out and another consumer took them, they are its.
     // The caller runs this beside the next claim (the rows stay leased to this claim until then).
     return async () => {
-      this.#status.processed += await this.#dialect.delete(this.#db, owner, done)
+      // Read the count after the await: `processed += await ...` would read `processed` before it, and one batch's
+      // deletes run beside the next batch's (so a count added meanwhile was lost).
+      const deleted = await this.#dialect.delete(this.#db, owner, done)
+      this.#status.processed += deleted
       for (const [delay, ids] of holds) await this.#dialect.hold(this.#db, owner, ids, delay)
     }
   }
@@ -737,7 +770,8 @@ class Consumer implements OutboxConsumer, MarkSource {
       }
     }
     for (const [owner, o] of byOwner) {
-      this.#status.processed += await this.#dialect.delete(this.#db, owner, o.done)
+      const deleted = await this.#dialect.delete(this.#db, owner, o.done)
+      this.#status.processed += deleted
       await this.#dialect.hold(this.#db, owner, o.retry, backoffDelay(0, this.#o.retryMs, this.#o.maxRetryMs))
     }
   }

@@ -943,10 +943,10 @@ class MysqlCapture implements SqlChangeCapture {
           `SELECT product_hash AS h FROM ${outbox} WHERE lease_until IS NULL OR lease_until < NOW(3) ORDER BY id LIMIT ?`,
           [limit],
         )
-        if (heads.length === 0) return []
+        if (heads.length === 0) return { rows: [] }
         const hashes = [...new Map(heads.map((r) => [Buffer.from(r.h).toString('hex'), Buffer.from(r.h)])).values()]
         // Every claimable row of them, leased in READ COMMITTED: record locks on these rows only, no gap lock.
-        return readCommitted(conn, async (tx) => {
+        const rows = await readCommitted(conn, async (tx) => {
           const out: Array<{ id: number; product: string }> = []
           for (let i = 0; i < hashes.length; i += 1000) {
             const chunk = hashes.slice(i, i + 1000)
@@ -964,6 +964,7 @@ class MysqlCapture implements SqlChangeCapture {
           }
           return out
         })
+        return { rows }
       },
       async oldestAgeMs(conn) {
         const rows = await conn.query<{ ms: unknown }>(
