@@ -65,6 +65,11 @@ export interface OutboxDialect {
    * wake-up connection came back. Resolves to the function that stops it.
    */
   subscribe(db: SqlDb, wake: () => void, onReconnect: () => void): Promise<() => Promise<void>>
+  /**
+   * Claimed batches that may recompute at once (claims themselves run one at a time). With one, a change committed
+   * while a batch recomputes waits for that batch and then its own; with two it is claimed at once. @default 1
+   */
+  lanes?: number
 }
 
 /** Options of `startListener` (resolved from `SqlChangeCaptureOptions`). */
@@ -270,9 +275,12 @@ export interface OutboxConsumer extends OutboxListener {
 type HeldKind = 'failed' | 'deferred' | 'unstored'
 
 interface Held {
-  /** The lease owner of the held rows (the claim that took them). */
-  owner: string
-  ids: number[]
+  /**
+   * The held rows by lease owner (the claim that took them). A product can have rows under several claims: rows
+   * committed after a claim took its first ones are claimed by a later batch (another lane, or a retry), and each
+   * claim holds its own.
+   */
+  leases: Map<string, number[]>
   /** The highest id the cache has been marked with for this product: rows up to it need no new mark. */
   maxId: number
   kind: HeldKind
@@ -296,7 +304,9 @@ interface Held {
  * the oldest outbox row (measured at every batch, growing between measurements), and a `disableCacheTemporarily`
  * block asks it to `catchUp()` before the block settles.
  *
- * Scans run at start, on every wake-up, after a reconnect and every `scanMs`. One batch runs at a time per
+ * Scans run at start, on every wake-up, after a reconnect and every `scanMs`. Claims run one at a time per consumer,
+ * in the order they mark; up to the dialect's `lanes` claimed batches recompute at once (a wake-up while one batch recomputes is
+ * claimed at once instead of after it), each deleting or holding its own rows when it is done. Per
  * consumer; several consumers (processes) can share an outbox. Errors never escape: they are kept in
  * `status().lastError` and the batch is retried after a growing delay (`backoffDelay`).
  *
@@ -345,8 +355,12 @@ class Consumer implements OutboxConsumer, MarkSource {
   #stopping = false
   /** The loop currently running, if any. */
   #loop: Promise<void> | undefined
-  /** The last batch's deletes and holds, running beside the next claim. */
-  #settling: Promise<void> | undefined
+  /** Claimed batches still recomputing, deleting or holding their rows (at most the dialect's `lanes`). */
+  readonly #lanes = new Set<Promise<void>>()
+  /** The loop waits for a lane's end or a wake-up: this wakes it. */
+  #onWake: (() => void) | undefined
+  /** The first failure of a lane not yet reported by the loop. */
+  #laneFailure: { cause: unknown } | undefined
   #again = false
   /** Deferred rows wait for the bulk block that deferred them: `afterBulk` asks to settle them. */
   #settleDeferred = false
@@ -426,6 +440,7 @@ class Consumer implements OutboxConsumer, MarkSource {
   wake(): void {
     if (!this.#running) return
     this.#again = true
+    this.#onWake?.()
     this.#kick()
   }
 
@@ -527,8 +542,9 @@ class Consumer implements OutboxConsumer, MarkSource {
         try {
           if (this.#settleDeferred) {
             this.#settleDeferred = false
-            // Its holds first: releasing held rows while their hold is still on its way would undo the release.
-            await this.#settled()
+            // Every lane's holds first: releasing held rows while their hold is still on its way would undo it.
+            await this.#idle()
+            this.#throwLaneFailure()
             await this.#releaseDeferred()
           }
           more = await this.#batch()
@@ -547,13 +563,16 @@ class Consumer implements OutboxConsumer, MarkSource {
         }
         if (more) this.#again = true
       }
-      // (The last batch claimed nothing and measured the age after the deletes before it.)
+      // (The last claim found nothing, once every lane had finished, and measured the age after their deletes.)
       if (this.#running) this.#scheduleHeld()
     } catch (cause) {
       this.#fail(cause)
     } finally {
-      // However the loop ends (stopped, closed, a failure), the last batch's rows are deleted or held before it does.
-      await this.#settled().catch((e: unknown) => this.#fail(e))
+      // However the loop ends (stopped, closed, a failure), every lane's rows are deleted or held before it does.
+      await this.#idle()
+      const failure = this.#laneFailure
+      this.#laneFailure = undefined
+      if (failure !== undefined) this.#fail(failure.cause)
     }
   }
 
@@ -566,26 +585,50 @@ class Consumer implements OutboxConsumer, MarkSource {
     if (next !== Number.POSITIVE_INFINITY) this.#timer(next - now + 5)
   }
 
+  /** Resolves when a lane ends or `wake()` is called. */
+  #laneEndOrWake(): Promise<void> {
+    const woken = new Promise<void>((resolve) => {
+      this.#onWake = resolve
+    })
+    return Promise.race([woken, ...this.#lanes]).finally(() => {
+      this.#onWake = undefined
+    })
+  }
+
+  /** Every lane finished (their failures are kept for the loop). */
+  async #idle(): Promise<void> {
+    while (this.#lanes.size > 0) await Promise.all(this.#lanes)
+  }
+
+  /** A lane's failure surfaces in the loop (which backs off, or stops on ClosedError) before it claims again. */
+  #throwLaneFailure(): void {
+    const failure = this.#laneFailure
+    if (failure === undefined) return
+    this.#laneFailure = undefined
+    throw failure.cause
+  }
+
   /**
-   * One batch. Resolves to true when the outbox may hold more claimable rows. The previous batch's deletes and holds
-   * run beside this batch's claim (its rows are leased, so no claim takes them again): the next batch starts one
-   * round trip sooner. Its failure surfaces here, after this batch.
+   * Claim one batch and start its lane. Resolves to true when the outbox may hold more claimable rows. Claims run one
+   * at a time, and each marks its products before the next claim runs, so marks keep the order of the claims.
    */
   async #batch(): Promise<boolean> {
-    const previous = this.#settling
-    this.#settling = undefined
+    const lanes = this.#dialect.lanes ?? 1
+    while (this.#lanes.size >= lanes) await Promise.race(this.#lanes)
+    this.#throwLaneFailure()
     const owner = `${this.#id}.${++this.#claims}`
-    let claim: OutboxClaim
-    try {
-      claim = await this.#dialect.claim(this.#db, owner, this.#o.batchSize, this.#o.leaseMs)
-    } catch (cause) {
-      await previous?.catch(() => {})
-      throw cause
-    }
+    const claim = await this.#dialect.claim(this.#db, owner, this.#o.batchSize, this.#o.leaseMs)
     const rows = claim.rows
     if (rows.length === 0) {
-      // Measured once the previous batch's rows are deleted: an idle outbox then reads as empty.
-      await previous
+      if (this.#lanes.size > 0) {
+        // Nothing claimable while lanes run: claim again when one ends (its rows may have been held) or a wake-up
+        // comes, whichever is first. A lane stalled in its recompute must not hold up the next change.
+        if (!this.#again) await this.#laneEndOrWake()
+        this.#throwLaneFailure()
+        return true
+      }
+      // No lane runs: the outbox is measured after their deletes, so an idle outbox reads as empty.
+      this.#throwLaneFailure()
       await this.#measureAge()
       this.#forgetStale()
       return false
@@ -599,41 +642,44 @@ class Consumer implements OutboxConsumer, MarkSource {
       this.#ageAt = this.#clock.now()
     } else {
       age = this.#measureAge()
-      age.catch(() => {}) // handled where it is awaited; until then a failure is no unhandled rejection
+      age.catch(() => {}) // handled in the lane; until then a failure is no unhandled rejection
     }
     this.#status.batches++
-    let settle: () => Promise<void>
-    try {
-      settle = await this.#process(owner, rows)
-    } catch (cause) {
-      await previous?.catch(() => {})
-      // Give the rows back at once (best effort: otherwise they come back when the lease ends).
-      await this.#dialect
-        .hold(
-          this.#db,
-          owner,
-          rows.map((r) => r.id),
-          0,
-        )
-        .catch(() => {})
-      throw cause
-    }
-    const settling = settle()
-    settling.catch(() => {}) // awaited by the next batch or at the end of the loop
-    this.#settling = settling
-    await previous
-    await age
+    // `#process` marks before its first await: the next claim cannot run before these marks are made.
+    const lane: Promise<void> = this.#lane(owner, rows, age).finally(() => this.#lanes.delete(lane))
+    this.#lanes.add(lane)
     return true
   }
 
-  /** The last batch's deletes and holds, when they have not been awaited yet. */
-  async #settled(): Promise<void> {
-    const settling = this.#settling
-    this.#settling = undefined
-    await settling
+  /** One claimed batch: recompute, then delete or hold its rows. Never rejects: a failure is kept for the loop. */
+  async #lane(owner: string, rows: readonly OutboxRow[], age: Promise<void> | undefined): Promise<void> {
+    try {
+      let settle: () => Promise<void>
+      try {
+        settle = await this.#process(owner, rows)
+      } catch (cause) {
+        // Give the rows back at once (best effort: otherwise they come back when the lease ends).
+        await this.#dialect
+          .hold(
+            this.#db,
+            owner,
+            rows.map((r) => r.id),
+            0,
+          )
+          .catch(() => {})
+        throw cause
+      }
+      await settle()
+      await age
+    } catch (cause) {
+      this.#laneFailure ??= { cause }
+    }
   }
 
-  /** Marks and recomputes a claim's products; resolves to the deletes and holds of its rows, still to run. */
+  /**
+   * Marks (synchronously, before its first await) and recomputes a claim's products; resolves to the deletes and holds
+   * of its rows, still to run.
+   */
   async #process(owner: string, rows: readonly OutboxRow[]): Promise<() => Promise<void>> {
     const byProduct = new Map<string, { ids: number[]; max: number }>()
     const invalid: number[] = []
@@ -656,9 +702,12 @@ class Consumer implements OutboxConsumer, MarkSource {
           `outbox listener: ${invalid.length} row(s) name a product id the cache cannot hold (empty or with U+001F); dropped`,
         ),
       )
-      await this.#dialect.delete(this.#db, owner, invalid)
     }
-    if (byProduct.size === 0) return async () => {}
+    // Dropped with the batch's deletes (not counted as processed).
+    const drop = async () => {
+      if (invalid.length > 0) await this.#dialect.delete(this.#db, owner, invalid)
+    }
+    if (byProduct.size === 0) return drop
     // Rows up to the highest id a held product was marked with are marks the cache has already (it retries failed
     // products and recomputes deferred ones when the bulk block settles): settle them without another recompute.
     // Newer rows are new writes, and a product the shared store lacks is recomputed again: those are marked.
@@ -679,12 +728,19 @@ class Consumer implements OutboxConsumer, MarkSource {
     const deferred = new Set(report.deferred)
     const unstored = new Set(report.unstored)
     const done: number[] = []
+    // Rows of settled products still held under earlier claims: their changes were committed before this claim, so
+    // this batch's recompute (which started after it) covers them.
+    const earlier = new Map<string, number[]>()
     const holds = new Map<number, number[]>()
     const now = this.#clock.now()
     for (const [p, g] of byProduct) {
       if (settled.has(p)) {
         done.push(...g.ids)
-        this.#held.delete(p)
+        const h = this.#held.get(p)
+        if (h !== undefined) {
+          for (const [o, ids] of h.leases) if (o !== owner) pushAll(earlier, o, ids)
+          this.#held.delete(p)
+        }
         continue
       }
       // Recomputed, but the shared store did not take the value: other instances' strong reads compare with the
@@ -694,47 +750,43 @@ class Consumer implements OutboxConsumer, MarkSource {
       // Only failures in a row grow a failure's delay: lost races (unstored) and deferrals before it do not count.
       const attempt = kind === 'failed' && previous?.kind === 'failed' ? previous.attempt + 1 : 0
       const delay = this.#holdMs(kind, attempt)
+      const leases = previous?.leases ?? new Map<string, number[]>()
+      leases.set(owner, g.ids)
       this.#held.set(p, {
-        owner,
-        ids: g.ids,
+        leases,
         maxId: Math.max(previous?.maxId ?? 0, g.max),
         kind,
         attempt,
         until: now + delay,
       })
-      let list = holds.get(delay)
-      if (list === undefined) {
-        list = []
-        holds.set(delay, list)
-      }
-      list.push(...g.ids)
+      pushAll(holds, delay, g.ids)
     }
     // Only rows still leased to this claim go: if the lease ran out and another consumer took them, they are its.
-    // The caller runs this beside the next claim (the rows stay leased to this claim until then).
+    // The lane runs this while the next claim may run (the rows stay leased to this claim until then).
     return async () => {
+      await drop()
       // Read the count after the await: `processed += await ...` would read `processed` before it, and one batch's
       // deletes run beside the next batch's (so a count added meanwhile was lost).
       const deleted = await this.#dialect.delete(this.#db, owner, done)
       this.#status.processed += deleted
+      for (const [o, ids] of earlier) {
+        const more = await this.#dialect.delete(this.#db, o, ids)
+        this.#status.processed += more
+      }
       for (const [delay, ids] of holds) await this.#dialect.hold(this.#db, owner, ids, delay)
     }
   }
 
   /** Give back at once the rows of products held for a retry delay (failed or unstored), so they are claimed again. */
   async #retryHeldNow(): Promise<void> {
-    // The last batch's holds first: a hold still on its way would undo the retry.
-    await this.#settled().catch((e: unknown) => this.#fail(e))
+    // Every lane's holds first: a hold still on its way would undo the retry.
+    await this.#idle()
     const byOwner = new Map<string, number[]>()
     const now = this.#clock.now()
     for (const h of this.#held.values()) {
       if (h.kind === 'deferred' || h.until <= now) continue
       h.until = now
-      let list = byOwner.get(h.owner)
-      if (list === undefined) {
-        list = []
-        byOwner.set(h.owner, list)
-      }
-      list.push(...h.ids)
+      for (const [owner, ids] of h.leases) pushAll(byOwner, owner, ids)
     }
     for (const [owner, ids] of byOwner) await this.#dialect.hold(this.#db, owner, ids, 0).catch(() => {})
   }
@@ -751,29 +803,26 @@ class Consumer implements OutboxConsumer, MarkSource {
     const settled = new Set(report.settled ?? [])
     const stillDeferred = new Set(report.deferred)
     const unstored = new Set(report.unstored)
-    const byOwner = new Map<string, { done: number[]; retry: number[] }>()
+    const done = new Map<string, number[]>()
+    const retry = new Map<string, number[]>()
     const now = this.#clock.now()
     for (const p of products) {
       const h = this.#held.get(p)!
-      let o = byOwner.get(h.owner)
-      if (o === undefined) {
-        o = { done: [], retry: [] }
-        byOwner.set(h.owner, o)
-      }
       if (settled.has(p)) {
-        o.done.push(...h.ids)
+        for (const [owner, ids] of h.leases) pushAll(done, owner, ids)
         this.#held.delete(p)
       } else if (!stillDeferred.has(p)) {
         h.kind = unstored.has(p) ? 'unstored' : 'failed'
         h.until = now + this.#holdMs(h.kind, h.attempt)
-        o.retry.push(...h.ids)
+        for (const [owner, ids] of h.leases) pushAll(retry, owner, ids)
       }
     }
-    for (const [owner, o] of byOwner) {
-      const deleted = await this.#dialect.delete(this.#db, owner, o.done)
+    for (const [owner, ids] of done) {
+      const deleted = await this.#dialect.delete(this.#db, owner, ids)
       this.#status.processed += deleted
-      await this.#dialect.hold(this.#db, owner, o.retry, backoffDelay(0, this.#o.retryMs, this.#o.maxRetryMs))
     }
+    const delay = backoffDelay(0, this.#o.retryMs, this.#o.maxRetryMs)
+    for (const [owner, ids] of retry) await this.#dialect.hold(this.#db, owner, ids, delay)
   }
 
   /**
@@ -796,6 +845,13 @@ class Consumer implements OutboxConsumer, MarkSource {
     const now = this.#clock.now()
     for (const [p, h] of this.#held) if (h.until + 1000 < now) this.#held.delete(p)
   }
+}
+
+/** Append `items` to the list of `key` in `map`. */
+function pushAll<K, T>(map: Map<K, T[]>, key: K, items: readonly T[]): void {
+  const list = map.get(key)
+  if (list === undefined) map.set(key, [...items])
+  else list.push(...items)
 }
 
 /** The `OutboxListener` a capture's `listen()` hands out for a consumer. */
