@@ -47,7 +47,11 @@ function textOrNull(x: unknown): string | null {
 /** The dates D0..D(n-1) of a `today`, shared by every value decoded with them (a few D0s are live at once). */
 const dateRuns = new Map<string, readonly string[]>()
 
+/** The last run handed out: nearly every value of a read has the same D0 (no key built, no map lookup). */
+let lastRun: { today: string; n: number; run: readonly string[] } | undefined
+
 function datesFrom(today: string, n: number): readonly string[] {
+  if (lastRun !== undefined && lastRun.today === today && lastRun.n === n) return lastRun.run
   const k = `${today}/${n}`
   let run = dateRuns.get(k)
   if (run === undefined) {
@@ -59,6 +63,7 @@ function datesFrom(today: string, n: number): readonly string[] {
     if (dateRuns.size >= 64) dateRuns.clear()
     dateRuns.set(k, run)
   }
+  lastRun = { today, n, run }
   return run
 }
 
