@@ -24,6 +24,17 @@ export function rng(seed) {
   }
 }
 
+/** Milliseconds for a table: `us` below 1 ms, else one decimal. */
+export function fmtMs(ms) {
+  return ms < 1 ? `${(ms * 1000).toFixed(0)} us` : `${ms.toFixed(1)} ms`
+}
+
+/** The `p`-th percentile (0-100) of `xs` (nearest rank, not interpolated). */
+export function pct(xs, p) {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]
+}
+
 /** `YYYY-MM-DD` of `today` shifted by `offset` days (UTC calendar arithmetic). */
 export function addDays(today, offset) {
   return new Date(Date.parse(`${today}T00:00:00Z`) + offset * 86_400_000).toISOString().slice(0, 10)

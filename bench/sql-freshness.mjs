@@ -10,7 +10,7 @@ import { fromMysql, fromPg, sqlChangeCapture, sqlReader } from '@stockcast/sql'
 import mysql from 'mysql2/promise'
 import pg from 'pg'
 import { createStockCache } from 'stockcast'
-import { isMain, printTable, schema } from './lib.mjs'
+import { fmtMs as fmt, isMain, pct, printTable, schema } from './lib.mjs'
 
 const PG_URL = process.env.STOCKCAST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 const MYSQL_URL = process.env.STOCKCAST_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test'
@@ -18,11 +18,6 @@ const NAME = 'stockcast_bench_fresh'
 const now = () => performance.now()
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const turn = () => new Promise((r) => setImmediate(r))
-const pct = (xs, p) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]
-}
-const fmt = (ms) => (ms < 1 ? `${(ms * 1000).toFixed(0)} us` : `${ms.toFixed(1)} ms`)
 
 const DIALECTS = {
   postgres: {

@@ -13,18 +13,13 @@ import { fromPg, sqlChangeCapture, sqlReader, sqlStore } from '@stockcast/sql'
 import pg from 'pg'
 import { createStockCache } from 'stockcast'
 import { DDL, schema, seed } from '../examples/sql-demo/schema.mjs'
-import { isMain, printTable } from './lib.mjs'
+import { fmtMs as fmt, isMain, pct, printTable } from './lib.mjs'
 
 const URL_ = process.env.STOCKCAST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 const SCHEMA = 'stockcast_bench_load'
 const PROBE = 'SKU-00001'
 const now = () => performance.now()
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
-const fmt = (ms) => (ms < 1 ? `${(ms * 1000).toFixed(0)} us` : `${ms.toFixed(1)} ms`)
-const pct = (xs, p) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]
-}
 
 function startWriters(n, totalRate, products, seconds) {
   const script = fileURLToPath(new URL('./load-writer.mjs', import.meta.url))

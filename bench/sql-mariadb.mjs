@@ -7,14 +7,13 @@ import { fromMysql, sqlChangeCapture, sqlReader, sqlStore } from '@stockcast/sql
 import mysql from 'mysql2/promise'
 import { createStockCache } from 'stockcast'
 import { schema } from '../examples/sql-demo/schema.mjs'
-import { isMain, printTable } from './lib.mjs'
+import { fmtMs as fmt, isMain, printTable } from './lib.mjs'
 
 const URL_ = process.env.STOCKCAST_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test'
 const DATABASE = 'stockcast_bench_mariadb'
 const EMPTY_TRIGGER = 'bench_empty_insert'
 const now = () => performance.now()
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
-const fmt = (ms) => (ms < 1 ? `${(ms * 1000).toFixed(0)} us` : `${ms.toFixed(1)} ms`)
 
 // The demo schema (examples/sql-demo/schema.mjs) in MySQL syntax: its DDL is PostgreSQL's (bigserial, text keys).
 // AUTO_INCREMENT keys, as the capture's bulk fast path needs; every product_code indexed.

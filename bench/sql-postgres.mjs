@@ -7,16 +7,11 @@ import { LRUCache } from 'lru-cache'
 import pg from 'pg'
 import { createStockCache, projectStock } from 'stockcast'
 import { DDL, schema, seed } from '../examples/sql-demo/schema.mjs'
-import { isMain, printTable } from './lib.mjs'
+import { fmtMs as fmt, isMain, pct, printTable } from './lib.mjs'
 
 const URL_ = process.env.STOCKCAST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 const SCHEMA = 'stockcast_bench'
 const now = () => performance.now()
-const fmt = (ms) => (ms < 1 ? `${(ms * 1000).toFixed(0)} us` : `${ms.toFixed(1)} ms`)
-const pct = (xs, p) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]
-}
 const median = (xs) => pct(xs, 50)
 
 export async function main({ products = 10_000, dashboard = 1000, latencySamples = 60, bulk = 100_000 } = {}) {

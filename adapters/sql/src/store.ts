@@ -127,11 +127,11 @@ function fromHex(h: string): string {
   return decoder.decode(bytes)
 }
 
-/** Only ASCII characters and no U+0000 (text cannot carry it). */
 /** PostgreSQL `getMany`: keys per statement below which a batch is not split, and the most statements at once. */
 const PG_PART_MIN = 250
 const PG_PARTS = 4
 
+/** Only ASCII characters and no U+0000 (text cannot carry it). */
 function isAscii(s: string): boolean {
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i)
