@@ -304,10 +304,10 @@ interface Held {
  * the oldest outbox row (measured at every batch, growing between measurements), and a `disableCacheTemporarily`
  * block asks it to `catchUp()` before the block settles.
  *
- * Scans run at start, on every wake-up, after a reconnect and every `scanMs`. Claims run one at a time per consumer,
- * in the order they mark; up to the dialect's `lanes` claimed batches recompute at once (a wake-up while one batch recomputes is
- * claimed at once instead of after it), each deleting or holding its own rows when it is done. Per
- * consumer; several consumers (processes) can share an outbox. Errors never escape: they are kept in
+ * Scans run at start, on every wake-up, after a reconnect and every `scanMs`. Per consumer, claims run one at a time
+ * in the order they mark, and up to the dialect's `lanes` claimed batches recompute at once (a wake-up while one batch
+ * recomputes is claimed at once instead of after it), each deleting or holding its own rows when it is done. Several
+ * consumers (processes) can share an outbox. Errors never escape: they are kept in
  * `status().lastError` and the batch is retried after a growing delay (`backoffDelay`).
  *
  * @example
@@ -727,18 +727,17 @@ class Consumer implements OutboxConsumer, MarkSource {
     const failed = new Set(report.failed)
     const deferred = new Set(report.deferred)
     const unstored = new Set(report.unstored)
-    const done: number[] = []
-    // Rows of settled products still held under earlier claims: their changes were committed before this claim, so
-    // this batch's recompute (which started after it) covers them.
-    const earlier = new Map<string, number[]>()
+    // By lease owner: this claim's rows of settled products, and their rows still held under earlier claims (their
+    // changes were committed before this claim, so this batch's recompute, which started after it, covers them).
+    const done = new Map<string, number[]>([[owner, []]])
     const holds = new Map<number, number[]>()
     const now = this.#clock.now()
     for (const [p, g] of byProduct) {
       if (settled.has(p)) {
-        done.push(...g.ids)
+        pushAll(done, owner, g.ids)
         const h = this.#held.get(p)
         if (h !== undefined) {
-          for (const [o, ids] of h.leases) if (o !== owner) pushAll(earlier, o, ids)
+          for (const [o, ids] of h.leases) if (o !== owner) pushAll(done, o, ids)
           this.#held.delete(p)
         }
         continue
@@ -765,15 +764,18 @@ class Consumer implements OutboxConsumer, MarkSource {
     // The lane runs this while the next claim may run (the rows stay leased to this claim until then).
     return async () => {
       await drop()
-      // Read the count after the await: `processed += await ...` would read `processed` before it, and one batch's
-      // deletes run beside the next batch's (so a count added meanwhile was lost).
-      const deleted = await this.#dialect.delete(this.#db, owner, done)
-      this.#status.processed += deleted
-      for (const [o, ids] of earlier) {
-        const more = await this.#dialect.delete(this.#db, o, ids)
-        this.#status.processed += more
-      }
+      await this.#deleteCounted(done)
       for (const [delay, ids] of holds) await this.#dialect.hold(this.#db, owner, ids, delay)
+    }
+  }
+
+  /** Delete these rows, by lease owner, counting them as processed. */
+  async #deleteCounted(byOwner: ReadonlyMap<string, readonly number[]>): Promise<void> {
+    for (const [owner, ids] of byOwner) {
+      // The count is read after the await: `processed += await ...` reads `processed` before it, and lanes' deletes
+      // run at once (a count added meanwhile was lost).
+      const deleted = await this.#dialect.delete(this.#db, owner, ids)
+      this.#status.processed += deleted
     }
   }
 
@@ -817,10 +819,7 @@ class Consumer implements OutboxConsumer, MarkSource {
         for (const [owner, ids] of h.leases) pushAll(retry, owner, ids)
       }
     }
-    for (const [owner, ids] of done) {
-      const deleted = await this.#dialect.delete(this.#db, owner, ids)
-      this.#status.processed += deleted
-    }
+    await this.#deleteCounted(done)
     const delay = backoffDelay(0, this.#o.retryMs, this.#o.maxRetryMs)
     for (const [owner, ids] of retry) await this.#dialect.hold(this.#db, owner, ids, delay)
   }
