@@ -181,7 +181,8 @@ export interface StallingReader extends SourceReader {
   readonly stalled: Promise<void>
 }
 
-export function stallingReader(base: SourceReader): StallingReader {
+/** With `only`, only reads that include that product stall. */
+export function stallingReader(base: SourceReader, only?: string): StallingReader {
   let gate: Promise<void> | undefined
   let open: (() => void) | undefined
   let entered: () => void = () => {}
@@ -200,7 +201,7 @@ export function stallingReader(base: SourceReader): StallingReader {
       open?.()
     },
     async read(products, options) {
-      if (gate !== undefined) {
+      if (gate !== undefined && (only === undefined || products.includes(only))) {
         entered()
         await gate
       }

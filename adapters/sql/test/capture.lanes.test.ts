@@ -1,37 +1,15 @@
-import { createStockCache, type SourceReader } from 'stockcast'
+import { createStockCache } from 'stockcast'
 import { changeCaptureSchema } from 'stockcast/conformance'
 import { afterEach, beforeEach, expect, it } from 'vitest'
 import { sqlChangeCapture, sqlReader } from '../src/index.js'
 import { capturePrefix, DIALECTS, type DialectDb } from './capture-dialects.js'
-import { sleep, until } from './capture-helpers.js'
+import { sleep, stallingReader, until } from './capture-helpers.js'
 import { describeService } from './services.js'
 
 // Lanes: on PostgreSQL (and PGlite) a consumer claims the next batch while one recomputes, so a change committed
 // meanwhile is not held up by it. MySQL/MariaDB keeps one lane: the later change waits for the batch before it.
 
 const schema = changeCaptureSchema
-
-/** The real reader, except that reads of `product` wait until `release()` (chaos around it, not a mock). */
-function gatedReader(base: SourceReader, product: string) {
-  let open!: () => void
-  const gate = new Promise<void>((r) => {
-    open = r
-  })
-  let entered!: () => void
-  const stalled = new Promise<void>((r) => {
-    entered = r
-  })
-  const reader: SourceReader = {
-    async read(products, options) {
-      if (products.includes(product)) {
-        entered()
-        await gate
-      }
-      return base.read(products, options)
-    },
-  }
-  return { reader, stalled, release: () => open() }
-}
 
 for (const d of DIALECTS) {
   describeService(d.down, `outbox lanes on ${d.name}`, () => {
@@ -52,8 +30,9 @@ for (const d of DIALECTS) {
         const prefix = capturePrefix()
         const capture = sqlChangeCapture(t.db, schema, { prefix, scanMs: 100, pollMs: 20 })
         await capture.install()
-        const gated = gatedReader(sqlReader(t.db, schema), 'LANE-A')
-        const cache = createStockCache({ schema, reader: gated.reader, debounceMs: 0 })
+        const gated = stallingReader(sqlReader(t.db, schema), 'LANE-A')
+        gated.stall() // reads that include LANE-A wait until release()
+        const cache = createStockCache({ schema, reader: gated, debounceMs: 0 })
         const listener = await capture.listen(cache)
         try {
           await t.sql('INSERT INTO cc_movements (sku, qty) VALUES (?, ?)', ['LANE-A', 1])
