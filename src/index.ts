@@ -2,7 +2,7 @@
 
 export type { MemoryStoreOptions } from './cache/memory-store.js'
 export { memoryStore } from './cache/memory-store.js'
-export type { MetricsSnapshot } from './cache/metrics.js'
+export type { HistogramSnapshot, MetricsSnapshot } from './cache/metrics.js'
 export type {
   ListOrder,
   ReadOptions,
@@ -30,6 +30,13 @@ export {
 export { invalidationMessageOf } from './invalidation/contracts.js'
 export type { AfterCommitTransaction } from './invalidation/scope.js'
 export { TransactionScope } from './invalidation/scope.js'
+export type {
+  PromClientLike,
+  PrometheusOptions,
+  PromRegistryLike,
+  RegisterPrometheusOptions,
+} from './ops/prometheus.js'
+export { PROMETHEUS_CONTENT_TYPE, prometheusText, registerPrometheus } from './ops/prometheus.js'
 export type {
   Availability,
   AvailabilityOptions,

@@ -178,7 +178,10 @@ export class BatchRunner<V extends Versioned> {
         for (const u of locked) result.set(u, { error })
         return result
       }
-      const durationMs = Math.max(0, Math.round(d.clock.now() - computedAt))
+      const elapsedMs = Math.max(0, d.clock.now() - computedAt)
+      const durationMs = Math.round(elapsedMs)
+      d.metrics.batches++
+      d.metrics.batchSeconds.observe(elapsedMs / 1000)
       const l2Entries: Array<[string, StoreEntry<V>]> = []
       const writes: Array<{ unit: string; values: Map<string, V>; extra: unknown }> = []
       for (const unit of locked) {

@@ -34,6 +34,7 @@ export class BusLink<V extends Versioned> {
     this.#unsubscribe = bus.subscribe(
       (msg) => {
         if (msg.origin === this.#origin || this.#stopped) return
+        metrics.busReceived++
         for (const p of msg.products) l1.dropOlder(p, msg.version)
       },
       (state, cause) => this.#state(state, cause),
@@ -59,11 +60,11 @@ export class BusLink<V extends Versioned> {
 
   /** Announce that these units were recomputed at `version` (peers drop older L1 entries). */
   publish(units: readonly string[], version: number): void {
-    this.#bus
-      .publish({ products: [...units], version, origin: this.#origin })
-      .catch((cause) =>
-        this.#hooks.error(new StockcastError(`invalidation bus publish failed: ${messageOf(cause)}`, { cause })),
-      )
+    this.#metrics.busPublished++
+    this.#bus.publish({ products: [...units], version, origin: this.#origin }).catch((cause) => {
+      this.#metrics.busPublishErrors++
+      this.#hooks.error(new StockcastError(`invalidation bus publish failed: ${messageOf(cause)}`, { cause }))
+    })
   }
 
   /** Ignore messages and state changes from now on (the engine is closing). */

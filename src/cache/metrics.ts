@@ -10,6 +10,10 @@ export interface MetricsSnapshot {
   l2Errors: number
   /** Products recomputed from the sources (each counts once per batch). */
   recomputes: number
+  /** Recompute batches that loaded from the sources (one loader call each). */
+  batches: number
+  /** How long the batches' loads took (reader and calculator), in seconds: a cumulative histogram. */
+  batchSeconds: HistogramSnapshot
   /** Keys (products, locations, roll-ups) computed. */
   keysComputed: number
   /** Reader calls. */
@@ -54,6 +58,12 @@ export interface MetricsSnapshot {
   staleIfError: number
   degraded: number
   recovered: number
+  /** Invalidation messages received from peers over the bus (own messages excluded). */
+  busReceived: number
+  /** Invalidation messages this instance published. */
+  busPublished: number
+  /** Publishes that failed. */
+  busPublishErrors: number
   /** Errors reported through the 'error' event. */
   errors: number
   bulkBlocks: number
@@ -79,8 +89,52 @@ export interface MetricsSnapshot {
   freshnessLagMs: number
 }
 
+/** A cumulative histogram (Prometheus style): `counts[i]` observations were <= `le[i]`; `count` is every one. */
+export interface HistogramSnapshot {
+  /** Upper bounds, ascending (the implicit last bucket is +Inf, whose count is `count`). */
+  le: readonly number[]
+  counts: number[]
+  sum: number
+  count: number
+}
+
+/** The bounds of `batchSeconds`: 1 ms to 10 s. */
+export const BATCH_SECONDS_BUCKETS: readonly number[] = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+]
+
+/** @internal a histogram's running counts (per bucket, not cumulative until `snapshot`). */
+export class Histogram {
+  readonly le: readonly number[]
+  readonly #counts: number[]
+  sum = 0
+  count = 0
+
+  constructor(le: readonly number[]) {
+    this.le = le
+    this.#counts = le.map(() => 0)
+  }
+
+  observe(value: number): void {
+    this.sum += value
+    this.count++
+    const le = this.le
+    for (let i = 0; i < le.length; i++) {
+      if (value <= le[i]!) {
+        this.#counts[i]!++
+        return
+      }
+    }
+  }
+
+  snapshot(): HistogramSnapshot {
+    let run = 0
+    return { le: this.le, counts: this.#counts.map((c) => (run += c)), sum: this.sum, count: this.count }
+  }
+}
+
 type Extra = 'l2Hits' | 'l2Misses' | 'l2Errors' | 'lockWaits' | 'freshnessLagMs'
-type Local = Omit<MetricsSnapshot, Extra>
+type Local = Omit<MetricsSnapshot, Extra | 'batchSeconds'>
 type CounterName = { [K in keyof Local]: Local[K] extends number ? K : never }[keyof Local]
 
 /** @internal plain counters (fields, not a Map: they sit on the read path). */
@@ -88,6 +142,8 @@ export class Metrics implements Local {
   l1Hits = 0
   l1Misses = 0
   recomputes = 0
+  batches = 0
+  readonly batchSeconds = new Histogram(BATCH_SECONDS_BUCKETS)
   keysComputed = 0
   reads = 0
   selectiveReads = 0
@@ -109,6 +165,9 @@ export class Metrics implements Local {
   staleIfError = 0
   degraded = 0
   recovered = 0
+  busReceived = 0
+  busPublished = 0
+  busPublishErrors = 0
   errors = 0
   bulkBlocks = 0
   bulkRebuilds = 0
@@ -125,7 +184,7 @@ export class Metrics implements Local {
   }
 
   snapshot(extra: Pick<MetricsSnapshot, Extra>): MetricsSnapshot {
-    const { count: _c, snapshot: _s, ...counters } = this as unknown as Record<string, unknown>
-    return { ...(counters as unknown as Local), ...extra }
+    const { count: _c, snapshot: _s, batchSeconds, ...counters } = this as unknown as Record<string, unknown>
+    return { ...(counters as unknown as Local), batchSeconds: (batchSeconds as Histogram).snapshot(), ...extra }
   }
 }
