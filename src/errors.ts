@@ -86,6 +86,14 @@ export class ClosedError extends StockcastError {
   static override readonly code = 'E_CLOSED'
 }
 
+/**
+ * `validate({ report: true })` (the precision job) found cached values that differ from a fresh computation. `products`
+ * names them; the mismatching products were marked for recompute when `repair` was on.
+ */
+export class MismatchError extends StockcastError {
+  static override readonly code = 'E_MISMATCH'
+}
+
 /** Every error class by its code. */
 export const errors = {
   E_STOCKCAST: StockcastError,
@@ -97,4 +105,5 @@ export const errors = {
   E_STORE_UNAVAILABLE: StoreUnavailableError,
   E_WAIT_TIMEOUT: WaitTimeoutError,
   E_CLOSED: ClosedError,
+  E_MISMATCH: MismatchError,
 } as const

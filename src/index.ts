@@ -21,6 +21,7 @@ export {
   errors,
   InvalidInputError,
   LockTimeoutError,
+  MismatchError,
   ReadTimeoutError,
   SourceUnavailableError,
   StockcastError,
@@ -30,6 +31,18 @@ export {
 export { invalidationMessageOf } from './invalidation/contracts.js'
 export type { AfterCommitTransaction } from './invalidation/scope.js'
 export { TransactionScope } from './invalidation/scope.js'
+export type {
+  DirtySweepJob,
+  JobName,
+  JobStatus,
+  Jobs,
+  JobsOptions,
+  PrecisionJob,
+  RefreshStaleJob,
+  RolloverJob,
+  WarmJob,
+} from './ops/jobs.js'
+export { startJobs } from './ops/jobs.js'
 export type {
   PromClientLike,
   PrometheusOptions,
@@ -90,6 +103,8 @@ export type {
 } from './stock/schema.js'
 export { defineStockSchema, isSafeIdentifier } from './stock/schema.js'
 export type {
+  CachedEntry,
+  EntriesOptions,
   ErrorEvent,
   FlushOptions,
   FlushReport,
@@ -99,6 +114,7 @@ export type {
   MarkReason,
   RebuildProgress,
   RebuildReport,
+  RolloverReport,
   StockCache,
   StockCacheEvents,
   StockCacheStatus,

@@ -193,7 +193,7 @@ const FAMILIES: readonly Family[] = [
   },
   {
     name: 'validations_total',
-    help: 'Keys compared with a fresh computation by validate().',
+    help: 'validate() runs (the precision job runs it on a schedule).',
     type: 'counter',
     samples: (m) => one(m.validations),
   },

@@ -24,6 +24,11 @@ export class DayClock implements Freshness<StockProjection> {
   epoch = 0
   #timer: unknown = undefined
   #closed = false
+  /**
+   * Called synchronously when D0 moves (not on the first reading), after the epoch moved: the day rollover swaps in
+   * the values it prepared before any read of the new day is answered.
+   */
+  onNewDay: ((date: string) => void) | undefined = undefined
 
   constructor(timeZone: string, clock: Clock, timers: Timers, exact: boolean) {
     this.#timeZone = timeZone
@@ -46,7 +51,8 @@ export class DayClock implements Freshness<StockProjection> {
     const now = this.#clock.now()
     if (now < this.#today.endsAtMs) return this.#today
     const t = todayIn(this.#timeZone, now)
-    if (t.date !== this.#today.date) this.epoch++
+    const before = this.#today.date
+    if (t.date !== before) this.epoch++
     this.#today = { date: t.date, endsAtMs: t.endsAtMs }
     if (!this.#exact && !this.#closed) {
       if (this.#timer !== undefined) this.#timers.clearTimeout(this.#timer)
@@ -58,6 +64,7 @@ export class DayClock implements Freshness<StockProjection> {
         Math.min(t.endsAtMs - now + 1, 2 ** 31 - 1),
       )
     }
+    if (t.date !== before && before !== '') this.onNewDay?.(t.date)
     return this.#today
   }
 

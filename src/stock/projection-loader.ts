@@ -109,6 +109,18 @@ export class ProjectionLoader implements BatchLoader<StockProjection> {
   }
 
   /**
+   * The source rows of `products`, read as a recompute reads them (one reader call, `readTimeoutMs`); products whose
+   * read failed are absent (the failure is reported through the `error` event).
+   */
+  async readInputs(products: readonly string[]): Promise<Map<string, SourceInputs>> {
+    const failed = new Map<string, LoadOutcome<StockProjection>>()
+    const read = await this.#read(products, undefined, failed)
+    const out = new Map<string, SourceInputs>()
+    for (const p of products) if (!failed.has(p)) out.set(p, read.get(p) ?? EMPTY_INPUTS)
+    return out
+  }
+
+  /**
    * One reader call for `products` (with `readTimeoutMs`). Products the reader rejects (`InvalidInputError` naming
    * them in `products`) get that error and the others are read again; any other failure fails them all.
    */

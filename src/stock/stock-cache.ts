@@ -19,10 +19,13 @@ import { type ListContext, type ListPage, type ListQuery, listPage, StatusIndex 
 import { rebuildAll, sourcesOf } from './ops.js'
 import { type ResolvedOptions, resolveOptions, type StockCacheOptions, warnOnce } from './options.js'
 import { freezeProjection, ProjectionLoader } from './projection-loader.js'
+import { DayRollover, type RolloverReport } from './rollover.js'
 import type { StockSchema } from './schema.js'
 import { emitComputed, type StockCacheEvents } from './stock-events.js'
 import { type StrongContext, strongGetMany } from './strong-reads.js'
 import type {
+  CachedEntry,
+  EntriesOptions,
   GetManyOptions,
   GetOptions,
   MarkOptions,
@@ -34,6 +37,7 @@ import type {
 import { type ValidateOptions, type ValidationReport, validate } from './validate.js'
 
 export type { FlushOptions, FlushReport } from '../cache/engine.js'
+export type { RolloverReport } from './rollover.js'
 
 import { firstDifference } from './compare.js'
 
@@ -99,6 +103,7 @@ class StockCacheImpl implements StockCache {
   /** L1's removal count and generation when `rebuildAll()` last put every product there. */
   #complete: { removals: number; generation: number } | undefined
   #listContext: ListContext | undefined
+  readonly #rollover: DayRollover
 
   constructor(options: StockCacheOptions) {
     this.#o = resolveOptions(options)
@@ -172,6 +177,17 @@ class StockCacheImpl implements StockCache {
       },
     })
     this.#engine = engine
+    const rollover = new DayRollover({
+      engine,
+      loader: this.#loader,
+      day: this.#day,
+      timeZone: o.timeZone,
+      batchSize: o.batchSize,
+      unitOf,
+      computed: (product, values, previous) => emitComputed(emit, engine.metrics, product, values, previous),
+    })
+    this.#rollover = rollover
+    engine.onClose(() => rollover.clear())
     this.#units = engine.marks.units
     this.#lru = engine.l1.lru
     this.#l1 = engine.l1
@@ -355,6 +371,42 @@ class StockCacheImpl implements StockCache {
     return mark !== undefined && mark.removals === l1.removals && mark.generation === l1.generation && !l1.suspended
   }
 
+  prepareRollover(): Promise<RolloverReport> {
+    this.#engine.assertOpen()
+    return this.#rollover.prepare()
+  }
+
+  entries(options: EntriesOptions = {}): CachedEntry[] {
+    const order = options.order ?? 'recent'
+    if (order !== 'recent' && order !== 'computedAt') {
+      throw new InvalidInputError(`entries: order must be 'recent' or 'computedAt', got ${String(order)}`)
+    }
+    const limit = options.limit ?? Number.POSITIVE_INFINITY
+    if (!(limit >= 0) || (limit !== Number.POSITIVE_INFINITY && !Number.isInteger(limit))) {
+      throw new InvalidInputError(`entries: limit must be a non-negative integer, got ${String(options.limit)}`)
+    }
+    const out: CachedEntry[] = []
+    const full = order === 'computedAt'
+    for (const [key, e] of this.#lru.entries()) {
+      if (!full && out.length >= limit) break
+      const v = e.value
+      out.push({ key, product: v.product, location: v.location, computedAt: v.computedAt, today: v.today })
+    }
+    if (!full) return out
+    out.sort((a, b) => a.computedAt - b.computedAt)
+    return limit < out.length ? out.slice(0, limit) : out
+  }
+
+  onClose(fn: () => void | Promise<void>): () => void {
+    if (typeof fn !== 'function') throw new InvalidInputError('onClose: expected a function')
+    this.#engine.assertOpen()
+    let on = true
+    this.#engine.onClose(() => (on ? fn() : undefined))
+    return () => {
+      on = false
+    }
+  }
+
   list(query?: ListQuery): Promise<ListPage> {
     this.#listContext ??= {
       engine: this.#engine,
@@ -395,6 +447,7 @@ class StockCacheImpl implements StockCache {
       l1Size: e.l1.size,
       locks: e.locks.size,
       today: this.#day.day().date,
+      dayEndsAt: this.#day.day().endsAtMs,
       closed: e.closed,
     }
   }

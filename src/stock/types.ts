@@ -4,6 +4,7 @@ import type { StockProjection } from '../cache/types.js'
 import type { MarkSource } from '../invalidation/contracts.js'
 import type { AfterCommitTransaction, TransactionScope } from '../invalidation/scope.js'
 import type { ListPage, ListQuery } from './list.js'
+import type { RolloverReport } from './rollover.js'
 import type { StockCacheEvents } from './stock-events.js'
 import type { ValidateOptions, ValidationReport } from './validate.js'
 
@@ -80,7 +81,28 @@ export interface StockCacheStatus {
   locks: number
   /** D0 in the configured time zone. */
   today: string
+  /** When D0 ends: the next midnight in the configured time zone (epoch ms). */
+  dayEndsAt: number
   closed: boolean
+}
+
+/** Options of `cache.entries()`. */
+export interface EntriesOptions {
+  /** `recent`: most recently used first; `computedAt`: oldest value first. @default 'recent' */
+  order?: 'recent' | 'computedAt'
+  /** At most this many. @default all */
+  limit?: number
+}
+
+/** One key L1 holds (`cache.entries()`). */
+export interface CachedEntry {
+  key: string
+  product: string
+  location: string | null
+  /** When its value was computed (epoch ms). */
+  computedAt: number
+  /** The D0 it was computed for. */
+  today: string
 }
 
 /** The public face of the cache (`createStockCache`). */
@@ -117,6 +139,17 @@ export interface StockCache {
    * every product (after `rebuildAll()`), else from the store's columns (`sqlStore`). As fresh as `getMany`.
    */
   list(query?: ListQuery): Promise<ListPage>
+  /**
+   * Compute, now, the next day's projections of every product in L1 (from the rows each value was computed from, or
+   * one batched read for values adopted from the store) and swap them in at midnight, before any read of the new day.
+   * A product marked, recomputed, invalidated or evicted meanwhile is not swapped. The rollover job calls it a few
+   * minutes before midnight.
+   */
+  prepareRollover(): Promise<RolloverReport>
+  /** What L1 holds: most recently used first (`order: 'recent'`), or oldest `computedAt` first. For maintenance jobs. */
+  entries(options?: EntriesOptions): CachedEntry[]
+  /** Run `fn` when the cache closes (jobs register here). Returns the function that unregisters it. */
+  onClose(fn: () => void | Promise<void>): () => void
   status(): StockCacheStatus
   metrics(): MetricsSnapshot
   on<K extends keyof StockCacheEvents>(type: K, handler: (event: StockCacheEvents[K]) => void): void

@@ -1,7 +1,7 @@
 import type { CacheEngine } from '../cache/engine.js'
 import { messageOf } from '../cache/store-facade.js'
 import type { SourceInputs, SourceReader, StockProjection, StoreEntry } from '../cache/types.js'
-import { InvalidInputError, SourceUnavailableError } from '../errors.js'
+import { InvalidInputError, MismatchError, SourceUnavailableError } from '../errors.js'
 import { firstDifference } from './compare.js'
 import type { DayClock } from './day-clock.js'
 import { assertProduct, KEY_SEPARATOR } from './keys.js'
@@ -14,6 +14,11 @@ export interface ValidateOptions {
   products?: readonly string[]
   /** Mark mismatching products dirty so they are recomputed. @default false */
   repair?: boolean
+  /**
+   * Also emit an `error` event (operation `validate`, a `MismatchError` naming the products) when there are
+   * mismatches: what the precision job of `startJobs` does. @default false
+   */
+  report?: boolean
 }
 
 export interface ValidationMismatch {
@@ -126,6 +131,17 @@ export async function validate(ctx: ValidateContext, options: ValidateOptions = 
   report.rate = report.checked === 0 ? 0 : report.mismatches.length / report.checked
   engine.metrics.validations++
   engine.metrics.mismatches += report.mismatches.length
+  if (options.report === true && report.mismatches.length > 0) {
+    const products = [...new Set(report.mismatches.map((m) => m.product))]
+    const first = report.mismatches[0]!
+    engine.reportError(
+      new MismatchError(
+        `validate: ${report.mismatches.length} of ${report.checked} checked key(s) differ from a fresh computation (${products.slice(0, 5).join(', ')}${products.length > 5 ? ', …' : ''}); first: ${first.key} ${first.field} cached ${JSON.stringify(first.cached)}, truth ${JSON.stringify(first.truth)}${options.repair ? '; marked for recompute' : ''}`,
+        { products, productId: products[0]! },
+      ),
+      'validate',
+    )
+  }
   return report
 }
 
