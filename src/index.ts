@@ -31,6 +31,8 @@ export {
 export { invalidationMessageOf } from './invalidation/contracts.js'
 export type { AfterCommitTransaction } from './invalidation/scope.js'
 export { TransactionScope } from './invalidation/scope.js'
+export type { HttpAction, HttpHandlerOptions, StockcastHttpHandler, StockSummary } from './ops/http.js'
+export { createHttpHandler } from './ops/http.js'
 export type {
   DirtySweepJob,
   JobName,
