@@ -52,6 +52,19 @@ export type {
   RegisterPrometheusOptions,
 } from './ops/prometheus.js'
 export { PROMETHEUS_CONTENT_TYPE, prometheusText, registerPrometheus } from './ops/prometheus.js'
+export type { DeliveredState, MemoryWebhookStateOptions, WebhookStateStore } from './ops/webhook-state.js'
+export { fileWebhookState, memoryWebhookState } from './ops/webhook-state.js'
+export type {
+  WebhookDelivered,
+  WebhookDelivery,
+  WebhookDeliveryOptions,
+  WebhookError,
+  WebhookFailed,
+  WebhookFetch,
+  WebhookPayload,
+  WebhookStatus,
+} from './ops/webhooks.js'
+export { createWebhookDelivery } from './ops/webhooks.js'
 export type {
   Availability,
   AvailabilityOptions,
