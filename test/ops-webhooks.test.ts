@@ -292,6 +292,18 @@ describe('createWebhookDelivery', () => {
     expect(baseline.kinds()).toEqual(['stockout', 'critical', 'stockout-cleared', 'critical-cleared'])
   })
 
+  it('quiet: a key computed before the delivery started sends the change that first brings it', async () => {
+    const { server, db } = await setup()
+    db.insert('stock_movements', { product_code: 'D', quantity: '5' })
+    const cache = cacheOn(db)
+    await cache.get('D') // OK, before the delivery exists (a rebuild at start)
+    const q = deliver(cache, { url: server.url, initial: 'quiet' })
+    runOut(db, 'D')
+    await cache.flush()
+    await q.drain()
+    expect(server.kinds()).toEqual(['stockout', 'critical'])
+  })
+
   it('kinds: only the chosen kinds are sent, the others still move the delivered state', async () => {
     const { server, db } = await setup()
     db.insert('stock_movements', { product_code: 'A', quantity: '5' })

@@ -100,8 +100,10 @@ export interface WebhookDeliveryOptions {
   state?: WebhookStateStore
   /**
    * A key seen for the first time with no saved state: `'baseline'` compares it with "not out, not critical", so a
-   * key already out of stock or CRITICAL sends `stockout` / `critical` once; `'quiet'` saves its current state as
-   * delivered and sends nothing (for adopting webhooks on a running system without a burst of old news).
+   * key already out of stock or CRITICAL sends `stockout` / `critical` once; `'quiet'` takes the state before the
+   * change that brought the key (the value the cache held) as delivered, or the current state when there was none
+   * (its first computation after a start), so only changes from now on are sent (for adopting webhooks on a running
+   * system without a burst of old news).
    * @default 'baseline'
    */
   initial?: 'baseline' | 'quiet'
@@ -173,6 +175,8 @@ interface Lane {
   running: boolean
   /** Waiting for a load or a retry of one. */
   loading: boolean
+  /** The value the cache held before the first change seen for the key (the `quiet` baseline), if any. */
+  previous: StockProjection | undefined
 }
 
 type Outcome =
@@ -467,7 +471,11 @@ export function createWebhookDelivery(cache: StockCache, options: WebhookDeliver
     let base = lane.queue.at(-1)?.after ?? lane.delivered
     if (base === undefined) {
       const epoch = randomUUID()
-      if (initial === 'quiet') {
+      // Quiet: the receiver is taken to know the state before this change (the value the cache held), or, with no
+      // such value (the first computation after a start), the current one.
+      const known = lane.previous
+      lane.previous = undefined
+      if (initial === 'quiet' && known === undefined) {
         const s: DeliveredState = {
           out: isOut,
           critical: isCritical,
@@ -481,7 +489,18 @@ export function createWebhookDelivery(cache: StockCache, options: WebhookDeliver
         save(lane.key, s)
         return
       }
-      base = { out: false, critical: false, date: null, status: 'OK', seq: 0, epoch, at: now() }
+      base =
+        initial === 'quiet' && known !== undefined
+          ? {
+              out: known.firstStockoutDate !== null,
+              critical: known.status === 'CRITICAL',
+              date: known.firstStockoutDate,
+              status: known.status,
+              seq: 0,
+              epoch,
+              at: now(),
+            }
+          : { out: false, critical: false, date: null, status: 'OK', seq: 0, epoch, at: now() }
       lane.delivered = base
       lane.baseline = true
     }
@@ -505,7 +524,7 @@ export function createWebhookDelivery(cache: StockCache, options: WebhookDeliver
     }
   }
 
-  const onProjection = (key: string, projection: StockProjection) => {
+  const onProjection = (key: string, projection: StockProjection, previous: StockProjection | undefined) => {
     if (stopped) return
     let lane = lanes.get(key)
     if (lane === undefined) {
@@ -518,6 +537,7 @@ export function createWebhookDelivery(cache: StockCache, options: WebhookDeliver
         queue: [],
         running: false,
         loading: false,
+        previous,
       }
       lanes.set(key, lane)
     }
@@ -527,8 +547,8 @@ export function createWebhookDelivery(cache: StockCache, options: WebhookDeliver
       settleLane(lane)
     } else if (!lane.loading) requestLoad(lane)
   }
-  const onUpdated = (e: UpdatedEvent) => onProjection(e.key, e.projection)
-  const onTransition = (e: TransitionEvent) => onProjection(e.key, e.projection)
+  const onUpdated = (e: UpdatedEvent) => onProjection(e.key, e.projection, e.previous)
+  const onTransition = (e: TransitionEvent) => onProjection(e.key, e.projection, e.previous)
 
   // --- sending ------------------------------------------------------------------------------------------------------
   const acquire = async (): Promise<void> => {
