@@ -29,5 +29,7 @@ export default defineConfig([
     sourcemap: true,
     target: 'node20',
     banner: { js: '#!/usr/bin/env node' },
+    // An optional dependency: loaded at run time when installed (plain progress lines otherwise), never bundled.
+    external: ['cli-progress'],
   },
 ])
