@@ -14,6 +14,7 @@ const scripts = [
   'calculator.mjs',
   'codec.mjs',
   'coalescing.mjs',
+  'rollover.mjs',
   'sql-postgres.mjs',
   'sql-mariadb.mjs',
   'sql-reader.mjs',

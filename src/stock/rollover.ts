@@ -183,10 +183,13 @@ export class DayRollover {
     }
     this.swapped = done.length
     if (done.length === 0) return
-    // Events after the read that moved the day has been answered, not in the middle of it.
-    queueMicrotask(() => {
-      for (const [unit, p] of done) c.computed(unit, p.values, p.previous)
-    })
+    // Events later, in chunks between other work: the reads of the new day are answered first.
+    const emitFrom = (i: number) => {
+      const end = Math.min(done.length, i + 256)
+      for (let j = i; j < end; j++) c.computed(done[j]![0], done[j]![1].values, done[j]![1].previous)
+      if (end < done.length) setImmediate(() => emitFrom(end))
+    }
+    setImmediate(() => emitFrom(0))
   }
 
   /** Forget what was prepared (the cache is closing). */
