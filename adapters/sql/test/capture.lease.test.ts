@@ -66,11 +66,15 @@ for (const d of DIALECTS) {
       const minus30 = t.kind === 'mysql' ? 'lease_until - INTERVAL 30 SECOND' : "lease_until - interval '30 seconds'"
       for (const a of leasesA) {
         const [b] = await t.sql(
-          `SELECT lease_owner AS owner, CASE WHEN ${minus30} >= ? THEN 1 ELSE 0 END AS after FROM ${outbox} WHERE id = ?`,
+          `SELECT lease_owner AS owner, lease_until AS until, CASE WHEN ${minus30} >= ? THEN 1 ELSE 0 END AS after FROM ${outbox} WHERE id = ?`,
           [a.until, a.id],
         )
         expect(b!.owner).not.toBe(ownerA)
-        expect(Number(b!.after), `row ${String(a.id)}: claimed by B before A's lease ended`).toBe(1)
+        // (Seen failing once on PGlite under a loaded machine, cause not found: the message keeps both times.)
+        expect(
+          Number(b!.after),
+          `row ${String(a.id)}: claimed by B before A's lease ended (A until ${String(a.until instanceof Date ? a.until.toISOString() : a.until)}, B until ${String(b!.until instanceof Date ? (b!.until as Date).toISOString() : b!.until)})`,
+        ).toBe(1)
       }
       // A comes back: its recompute finishes, its delete finds no row leased to it; B's rows stay.
       chaosA.release()
