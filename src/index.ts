@@ -14,6 +14,22 @@ export type {
   StoreEntry,
   StoreListQuery,
 } from './cache/types.js'
+export type {
+  Cache,
+  CachedOptions,
+  CacheEvents,
+  CacheMetrics,
+  CacheOptions,
+  CacheResult,
+  CacheTier,
+  EntryOptions,
+  InvalidateOptions,
+  InvalidateTarget,
+  WarmOptions,
+  WarmReport,
+  WarmTarget,
+} from './cached/index.js'
+export { createCache } from './cached/index.js'
 export type { ErrorContext } from './errors.js'
 export {
   ClosedError,
