@@ -191,9 +191,20 @@ class GeneralCache implements Cache {
     if (typeof key === 'string') checkKey(key, 'cached')
     this.#entryOptions(entry, 'cached')
     if (tags !== undefined && typeof tags !== 'function') checkTags(tags, 'cached')
+    const mem = this.#memory
+    const clock = this.#clock
     return (...args: A) => {
       try {
-        const k = checkKey(typeof key === 'string' ? key : key(...args), 'cached (key function)')
+        const raw = typeof key === 'string' ? key : key(...args)
+        // The hit path, inline: a key found in memory was checked when it was stored.
+        if (mem !== undefined && !this.#busDown && typeof raw === 'string') {
+          const env = mem.get(raw)
+          if (env !== undefined && clock.now() < env.fresh && (env.tags.length === 0 || this.#tagsCurrent(env))) {
+            this.#m.memoryHits++
+            return Promise.resolve(env.v as T)
+          }
+        }
+        const k = checkKey(raw, 'cached (key function)')
         const t = tags === undefined ? undefined : typeof tags === 'function' ? tags(...args) : tags
         if (t !== undefined) checkTags(t, 'cached (tags function)')
         return this.#read(k, () => fn(...args), t === undefined ? entry : { ...entry, tags: t }).then(
@@ -224,7 +235,6 @@ class GeneralCache implements Cache {
 
   async #read(key: string, fn: () => unknown, options: EntryOptions): Promise<CacheResult<unknown>> {
     this.#assertOpen()
-    this.#remembered.set(key, { fn, options })
     const now = this.#clock.now()
     // Memory, inline: a hit is one LRU lookup, a time compare and the tag stamps of the entry.
     const mem = this.#memory
@@ -248,6 +258,8 @@ class GeneralCache implements Cache {
       }
       return { value: found.env.v, stale: true, source: found.source, computedAt: found.env.at }
     }
+    // Remembered for warm(): the keys whose function ran here.
+    this.#remembered.set(key, { fn, options })
     return this.#call(key, fn, options, found?.env)
   }
 
