@@ -85,7 +85,7 @@ function checkTags(tags: unknown, where: string): readonly string[] {
  * memory copies.
  *
  * @example
- * const cache = createCache({ name: 'api', tiers: [{ store: redisStore({ client }), ttl: 3_600_000 }], bus })
+ * const cache = createCache({ name: 'api', tiers: [{ store: redisStore(redis), ttl: 3_600_000 }], bus: redisBus(redis) })
  * const ranking = cache.cached(async (seller: string) => loadRanking(seller), {
  *   key: (seller) => `ranking:${seller}`, ttl: 60_000, swr: 300_000, tags: (seller) => [`seller:${seller}`],
  * })
