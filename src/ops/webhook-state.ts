@@ -55,12 +55,7 @@ export function memoryWebhookState(options: MemoryWebhookStateOptions = {}): Web
   if (!(map instanceof Map)) throw new ConfigError('memoryWebhookState: map must be a Map', { option: 'map' })
   return {
     async get(keys) {
-      const out = new Map<string, DeliveredState>()
-      for (const k of keys) {
-        const s = map.get(k)
-        if (s !== undefined) out.set(k, copy(s))
-      }
-      return out
+      return copiesOf(map, keys)
     },
     async set(entries) {
       for (const [k, s] of entries) map.set(k, copy(s))
@@ -164,13 +159,7 @@ export function fileWebhookState(path: string): WebhookStateStore {
 
   return {
     async get(keys) {
-      const map = await load()
-      const out = new Map<string, DeliveredState>()
-      for (const k of keys) {
-        const s = map.get(k)
-        if (s !== undefined) out.set(k, copy(s))
-      }
-      return out
+      return copiesOf(await load(), keys)
     },
     async set(entries) {
       const map = await load()
@@ -181,4 +170,14 @@ export function fileWebhookState(path: string): WebhookStateStore {
       while (writing !== undefined || queued !== undefined) await (queued ?? writing)!.catch(() => {})
     },
   }
+}
+
+/** Copies of the states of `keys` that `map` holds. */
+function copiesOf(map: ReadonlyMap<string, DeliveredState>, keys: Iterable<string>): Map<string, DeliveredState> {
+  const out = new Map<string, DeliveredState>()
+  for (const k of keys) {
+    const s = map.get(k)
+    if (s !== undefined) out.set(k, copy(s))
+  }
+  return out
 }
