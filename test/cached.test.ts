@@ -359,8 +359,32 @@ describe('createCache: warming, errors, bad input', () => {
     shared.fail(true)
     expect(await cache.get('k', async () => 'v')).toBe('v')
     expect(await cache.get('k', async () => 'w')).toBe('v') // memory
-    expect(errors).toContain('tier1 read')
+    expect(errors).toContain('tier1')
     expect(cache.metrics().tierErrors).toBeGreaterThan(0)
+  })
+
+  it('a tier that was down: skipped until a probe succeeds, then it gets the deletes and tag stamps it missed', async () => {
+    const clock = new FakeClock()
+    const shared = countingStore(clock)
+    const a = make({ store: shared.store }, clock)
+    let n = 0
+    const f = a.cache.cached(async (k: string) => `${k}${++n}`, { key: (k) => k, tags: ['t'] })
+    await f('x')
+    await f('y')
+    shared.fail(true)
+    clock.advance(1)
+    await a.cache.invalidate({ keys: ['x'] })
+    await a.cache.invalidate({ tags: ['t'] })
+    const callsWhileDown = shared.calls.getMany
+    expect(await f('z')).toBe('z3') // computed; the tier is skipped, not called again
+    expect(shared.calls.getMany).toBe(callsWhileDown)
+    shared.fail(false)
+    await a.timers.advance(1000) // the probe: deletes what was missed, then the tag stamp is written again
+    await settle()
+    // Another instance without a bus: x is gone from the tier, y is outdated by the stamp.
+    const b = make({ store: shared.store }, clock)
+    expect(await b.cache.get('x')).toBeUndefined()
+    expect(await b.cache.get('y')).toBeUndefined()
   })
 
   it('rejects bad keys, options and config with typed errors', async () => {

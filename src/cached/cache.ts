@@ -1,5 +1,6 @@
 import { LRUCache } from 'lru-cache'
 import mitt, { type Emitter } from 'mitt'
+import { StoreFacade } from '../cache/store-facade.js'
 import type { StoreEntry } from '../cache/types.js'
 import { ClosedError, ConfigError, InvalidInputError, SourceUnavailableError, StockcastError } from '../errors.js'
 import type { InvalidationMessage } from '../invalidation/contracts.js'
@@ -102,7 +103,11 @@ class GeneralCache implements Cache {
   readonly #timers: Timers
   readonly #memory: LRUCache<string, Envelope> | undefined
   readonly #memoryTtl: number
-  readonly #tiers: ReadonlyArray<Required<Pick<CacheTier, 'store'>> & { ttl: number }>
+  /** Each shared tier behind the store facade: a failure answers as a miss, the tier is skipped until a probe succeeds,
+   * and keys whose write or delete failed are deleted there before it is used again. */
+  readonly #tiers: ReadonlyArray<{ store: StoreFacade<unknown>; ttl: number }>
+  /** Per tier: tag stamps whose write failed, written again when the tier recovers. */
+  readonly #pendingStamps: Array<Map<string, number>> = []
   readonly #ttl: number
   readonly #events: ReadonlyMap<string, readonly string[]>
   readonly #lockTimeoutMs: number
@@ -165,7 +170,21 @@ class GeneralCache implements Cache {
           option: 'tiers',
         })
       }
-      return { store: t.store, ttl: nonNegative(t.ttl ?? Number.POSITIVE_INFINITY, `tiers[${i}].ttl`) }
+      const ttl = nonNegative(t.ttl ?? Number.POSITIVE_INFINITY, `tiers[${i}].ttl`)
+      this.#pendingStamps.push(new Map())
+      const store = new StoreFacade<unknown>(
+        t.store,
+        {
+          onError: (error) => this.#tierError(error, i),
+          onDegraded: () => {},
+          onRecovered: () => this.#rewriteStamps(i),
+          now: () => this.#clock.now(),
+          setTimer: (fn, ms) => this.#timers.setTimeout(fn, ms),
+          clearTimer: (h) => this.#timers.clearTimeout(h),
+        },
+        1000,
+      )
+      return { store, ttl }
     })
     this.#m.tierHits = this.#tiers.map(() => 0)
     const events = new Map<string, readonly string[]>()
@@ -278,13 +297,7 @@ class GeneralCache implements Cache {
     }
     for (let i = 0; i < this.#tiers.length; i++) {
       const tier = this.#tiers[i]!
-      let entry: StoreEntry<unknown> | undefined
-      try {
-        entry = (await tier.store.getMany([this.#storeKey(key)])).get(this.#storeKey(key))
-      } catch (cause) {
-        this.#tierError(cause, i, 'read', key)
-        continue
-      }
+      const entry = (await tier.store.getMany([this.#storeKey(key)])).get(this.#storeKey(key))
       const env = envelopeOf(entry?.value)
       if (env === undefined || now >= env.keep) continue
       if (env.tags.length > 0 && !(await this.#sharedTagsCurrent(env, i))) continue
@@ -418,11 +431,7 @@ class GeneralCache implements Cache {
       computedAt: env.at,
       ...(Number.isFinite(expiresAt) ? { expiresAt } : {}),
     }
-    try {
-      await tier.store.setMany([[this.#storeKey(key), entry]])
-    } catch (cause) {
-      this.#tierError(cause, i, 'write', key)
-    }
+    await tier.store.setMany([[this.#storeKey(key), entry]])
   }
 
   /** A tier hit: copy it to memory and to the tiers before `i`. */
@@ -473,18 +482,20 @@ class GeneralCache implements Cache {
     const work: Array<Promise<unknown>> = []
     this.#tiers.forEach((tier, i) => {
       if (keys.length > 0) {
-        work.push(
-          tier.store
-            .deleteMany(keys.map((k) => this.#storeKey(k)))
-            .catch((cause: unknown) => this.#tierError(cause, i, 'delete')),
-        )
+        work.push(tier.store.deleteMany(keys.map((k) => this.#storeKey(k))))
       }
       if (tags.length > 0) {
         // One stamp per tag: entries computed before it are outdated wherever they are; nothing is scanned.
         const entries = tags.map(
           (t) => [this.#tagKey(t), { value: { stamp }, version: stamp, computedAt: stamp }] as const,
         )
-        work.push(tier.store.setMany(entries).catch((cause: unknown) => this.#tierError(cause, i, 'tag')))
+        work.push(
+          tier.store.setMany(entries).then(({ ok }) => {
+            // Not written (the tier is down): written again when it recovers (the facade deletes the tag key first).
+            if (!ok)
+              for (const t of tags) this.#pendingStamps[i]!.set(t, Math.max(this.#pendingStamps[i]!.get(t) ?? 0, stamp))
+          }),
+        )
       }
     })
     if (this.#o.bus !== undefined) {
@@ -526,16 +537,14 @@ class GeneralCache implements Cache {
   /** Tags of an entry read from shared tier `i`: their stamps come from that tier (another instance may have set them). */
   async #sharedTagsCurrent(env: Envelope, i: number): Promise<boolean> {
     const keys = env.tags.map((t) => this.#tagKey(t))
-    try {
-      const got = await this.#tiers[i]!.store.getMany(keys)
-      env.tags.forEach((t, j) => {
-        const s = (got.get(keys[j]!)?.value as { stamp?: unknown } | undefined)?.stamp
-        if (typeof s === 'number') this.#tagStamps.set(t, Math.max(this.#tagStamps.get(t) ?? 0, s))
-      })
-    } catch (cause) {
-      this.#tierError(cause, i, 'read tags')
-      return false
-    }
+    const tier = this.#tiers[i]!.store
+    const got = await tier.getMany(keys)
+    // The tier failed meanwhile: its tag stamps are unknown, so the entry is not trusted.
+    if (tier.degraded) return false
+    env.tags.forEach((t, j) => {
+      const s = (got.get(keys[j]!)?.value as { stamp?: unknown } | undefined)?.stamp
+      if (typeof s === 'number') this.#tagStamps.set(t, Math.max(this.#tagStamps.get(t) ?? 0, s))
+    })
     return this.#tagsCurrent(env)
   }
 
@@ -688,6 +697,7 @@ class GeneralCache implements Cache {
       }
     }
     for (const t of this.#tiers) await t.store.close().catch(() => {})
+    for (const p of this.#pendingStamps) p.clear()
     this.#memory?.clear()
   }
 
@@ -731,9 +741,23 @@ class GeneralCache implements Cache {
     if (this.#closed) throw new ClosedError(`cache ${this.name} is closed`)
   }
 
-  #tierError(cause: unknown, i: number, op: string, key?: string): void {
+  /** Tier `i` is back: write the tag stamps it missed (again later if it fails once more). */
+  #rewriteStamps(i: number): void {
+    const pending = this.#pendingStamps[i]!
+    if (pending.size === 0) return
+    const stamps = [...pending]
+    pending.clear()
+    const entries = stamps.map(
+      ([t, stamp]) => [this.#tagKey(t), { value: { stamp }, version: stamp, computedAt: stamp }] as const,
+    )
+    void this.#tiers[i]!.store.setMany(entries).then(({ ok }) => {
+      if (!ok) for (const [t, stamp] of stamps) pending.set(t, Math.max(pending.get(t) ?? 0, stamp))
+    })
+  }
+
+  #tierError(cause: unknown, i: number): void {
     this.#m.tierErrors++
-    this.#error(cause, `tier${i + 1} ${op}`, key)
+    this.#error(cause, `tier${i + 1}`)
   }
 
   #error(cause: unknown, operation: string, key?: string): void {
