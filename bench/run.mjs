@@ -25,6 +25,7 @@ const scripts = [
   'sequelize.mjs',
   'prisma.mjs',
   'redis.mjs',
+  'cached.mjs',
 ]
 
 const cpu = cpus()

@@ -238,6 +238,37 @@ describe('createCache: invalidation', () => {
     expect(await b.cache.get('report:s2:0')).toBe('s2/0/51')
   })
 
+  it('a burst of invalidations does not keep values of a tag from being cached after the clock moved on', async () => {
+    const { clock, cache } = make()
+    let calls = 0
+    const read = cache.cached(() => ++calls, { key: 'k', tags: ['b'] })
+    for (let i = 0; i < 100; i++) await cache.invalidate({ tags: [`a${i}`] })
+    await cache.invalidate({ tags: ['b'] })
+    clock.advance(50)
+    await read()
+    await read()
+    expect(calls).toBe(1)
+    expect(cache.metrics().droppedSlowFills).toBe(0)
+  })
+
+  it('tables: an entry declaring a table is dropped by invalidate({ tables }); user tags cannot collide', async () => {
+    const { clock, cache } = make()
+    let n = 0
+    const totals = cache.cached(async (c: string) => `${c}${++n}`, {
+      key: (c) => `totals:${c}`,
+      tables: ['orders', 'payments'],
+    })
+    const other = cache.cached(async () => `o${++n}`, { key: 'other', tables: ['customers'] })
+    await totals('a')
+    await other()
+    clock.advance(1)
+    await cache.invalidate({ tables: ['payments'] })
+    expect(await totals('a')).toBe('a3')
+    expect(await other()).toBe('o2')
+    await expect(cache.invalidate({ tags: ['\u001etable:orders'] })).rejects.toThrow(InvalidInputError)
+    await expect(cache.invalidate({ tables: [''] })).rejects.toThrow(InvalidInputError)
+  })
+
   it('events map to tags; an unknown event is an InvalidInputError and invalidates nothing', async () => {
     const { cache, clock } = make({ events: { 'order.created': ['dashboard', 'seller-report'] } })
     let n = 0

@@ -52,6 +52,9 @@ interface Remembered {
 }
 
 const SEP = '\u001f'
+/** Tags of tables live in their own namespace: a user's tag cannot start with U+001E. */
+const TABLE = '\u001etable:'
+const tableTags = (tables: readonly string[]): string[] => tables.map((t) => TABLE + t)
 const MAX_KEY = 1024
 const nonNegative = (v: unknown, name: string): number => {
   if (typeof v !== 'number' || Number.isNaN(v) || v < 0) {
@@ -74,8 +77,19 @@ function checkKey(key: unknown, where: string): string {
 function checkTags(tags: unknown, where: string): readonly string[] {
   if (tags === undefined) return []
   if (!Array.isArray(tags)) throw new InvalidInputError(`${where}: tags must be an array of strings`)
-  for (const t of tags) checkKey(t, `${where} (tag)`)
+  for (const t of tags) {
+    checkKey(t, `${where} (tag)`)
+    if ((t as string).startsWith('\u001e')) throw new InvalidInputError(`${where}: a tag cannot start with U+001E`)
+  }
   return tags as readonly string[]
+}
+
+/** Table names: letters, digits, `_` and `$` (as SQL names them unquoted), or any name without U+001F. */
+function checkTables(tables: unknown, where: string): readonly string[] {
+  if (tables === undefined) return []
+  if (!Array.isArray(tables)) throw new InvalidInputError(`${where}: tables must be an array of table names`)
+  for (const t of tables) checkKey(t, `${where} (table)`)
+  return tables as readonly string[]
 }
 
 /**
@@ -203,13 +217,14 @@ class GeneralCache implements Cache {
     if (options === null || typeof options !== 'object') {
       throw new ConfigError('cached: options with a key are required', { option: 'key' })
     }
-    const { key, tags, ...entry } = options
+    const { key, tags, tables, ...entry } = options
     if (typeof key !== 'string' && typeof key !== 'function') {
       throw new ConfigError('cached: key must be a string or a function of the arguments', { option: 'key' })
     }
     if (typeof key === 'string') checkKey(key, 'cached')
     this.#entryOptions(entry, 'cached')
     if (tags !== undefined && typeof tags !== 'function') checkTags(tags, 'cached')
+    if (tables !== undefined && typeof tables !== 'function') checkTables(tables, 'cached')
     const mem = this.#memory
     const clock = this.#clock
     return (...args: A) => {
@@ -226,9 +241,10 @@ class GeneralCache implements Cache {
         const k = checkKey(raw, 'cached (key function)')
         const t = tags === undefined ? undefined : typeof tags === 'function' ? tags(...args) : tags
         if (t !== undefined) checkTags(t, 'cached (tags function)')
-        return this.#read(k, () => fn(...args), t === undefined ? entry : { ...entry, tags: t }).then(
-          (r) => r.value as T,
-        )
+        const tb = tables === undefined ? undefined : typeof tables === 'function' ? tables(...args) : tables
+        if (tb !== undefined) checkTables(tb, 'cached (tables function)')
+        const o = t === undefined && tb === undefined ? entry : { ...entry, tags: t, tables: tb }
+        return this.#read(k, () => fn(...args), o).then((r) => r.value as T)
       } catch (error) {
         return Promise.reject(error)
       }
@@ -450,6 +466,7 @@ class GeneralCache implements Cache {
     }
     const keys = [...checkTags(target.keys, 'invalidate (keys)')]
     const tags = new Set(checkTags(target.tags, 'invalidate (tags)'))
+    for (const t of tableTags(checkTables(target.tables, 'invalidate (tables)'))) tags.add(t)
     for (const event of checkTags(target.events, 'invalidate (events)')) {
       const mapped = this.#events.get(event)
       if (mapped === undefined) {
@@ -520,9 +537,13 @@ class GeneralCache implements Cache {
     if (f !== undefined) f.invalidated = true
   }
 
-  /** A stamp above every one this instance gave: invalidations of one instance are ordered. */
+  /**
+   * The clock, never below a stamp this instance gave (a clock stepping back cannot un-invalidate a tag). Not one
+   * above it: a burst of invalidations in one millisecond must not push stamps into the future, where they would
+   * outdate values computed after them.
+   */
   #stamp(): number {
-    this.#lastStamp = Math.max(this.#clock.now(), this.#lastStamp + 1)
+    this.#lastStamp = Math.max(this.#clock.now(), this.#lastStamp)
     return this.#lastStamp
   }
 
@@ -714,7 +735,10 @@ class GeneralCache implements Cache {
       swr: fresh + Math.min(swr, grace),
       sie: fresh + Math.min(sie, grace),
       keep: fresh + grace,
-      tags: checkTags(options.tags, 'tags'),
+      tags:
+        options.tables === undefined || options.tables.length === 0
+          ? checkTags(options.tags, 'tags')
+          : [...checkTags(options.tags, 'tags'), ...tableTags(checkTables(options.tables, 'tables'))],
     }
   }
 
@@ -727,6 +751,7 @@ class GeneralCache implements Cache {
       }
     }
     if (o.tags !== undefined) checkTags(o.tags, where)
+    if (o.tables !== undefined) checkTables(o.tables, where)
   }
 
   #storeKey(key: string): string {

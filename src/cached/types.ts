@@ -66,14 +66,22 @@ export interface EntryOptions {
   timeoutMs?: number
   /** Tags: `invalidate({ tags })` drops every entry carrying one of them. @default none */
   tags?: readonly string[]
+  /**
+   * Tables the value is read from: a change capture (`sqlTableChanges` of @stockcast/sql, the Sequelize hooks, the
+   * Prisma extension) calls `invalidate({ tables })` after each commit that changed one of their rows, whoever wrote
+   * it. Names as the capture reports them (the table name, without schema). @default none
+   */
+  tables?: readonly string[]
 }
 
 /** Options of `cached(fn, options)`: how to key and tag a call from its arguments. */
-export interface CachedOptions<A extends unknown[]> extends Omit<EntryOptions, 'tags'> {
+export interface CachedOptions<A extends unknown[]> extends Omit<EntryOptions, 'tags' | 'tables'> {
   /** The key of a call: a string for a function without arguments, else a function of the arguments. */
   key: string | ((...args: A) => string)
   /** Tags of a call: a list, or a function of the arguments. */
   tags?: readonly string[] | ((...args: A) => readonly string[])
+  /** Tables of a call: a list, or a function of the arguments. */
+  tables?: readonly string[] | ((...args: A) => readonly string[])
 }
 
 /** What a read answers when asked for details (`getEntry`). */
@@ -95,6 +103,8 @@ export interface InvalidateTarget {
   tags?: readonly string[]
   /** Domain events, turned into tags by the `events` map of the cache. */
   events?: readonly string[]
+  /** Tables whose rows changed: every entry that declared one of them in `tables`. */
+  tables?: readonly string[]
 }
 
 export interface InvalidateOptions {
@@ -139,6 +149,7 @@ export interface CacheMetrics {
   errors: number
   /** hits / reads (0 before the first read). */
   hitRatio: number
+  /** Keys and tags invalidated (a table counts as a tag). */
   invalidations: { keys: number; tags: number }
   /** Values not cached because their key or a tag was invalidated while the function ran. */
   droppedSlowFills: number
