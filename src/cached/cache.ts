@@ -15,7 +15,6 @@ import type {
   CacheMetrics,
   CacheOptions,
   CacheResult,
-  CacheTier,
   EntryOptions,
   InvalidateOptions,
   InvalidateTarget,
