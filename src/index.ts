@@ -64,6 +64,7 @@ export { startJobs } from './ops/jobs.js'
 export type {
   PromClientLike,
   PrometheusOptions,
+  PrometheusSource,
   PromRegistryLike,
   RegisterPrometheusOptions,
 } from './ops/prometheus.js'

@@ -1,7 +1,7 @@
 import * as client from 'prom-client'
 import { Registry } from 'prom-client'
 import { afterEach, describe, expect, it } from 'vitest'
-import { ConfigError, createStockCache, memorySource, type StockCache } from '../src/index.js'
+import { ConfigError, createCache, createStockCache, memorySource, type StockCache } from '../src/index.js'
 import { PROMETHEUS_CONTENT_TYPE, prometheusText, registerPrometheus } from '../src/ops/prometheus.js'
 import { schema } from './helpers/fixtures.js'
 
@@ -176,5 +176,35 @@ describe('registerPrometheus (prom-client)', () => {
       unregister()
     }
     expect(() => registerPrometheus(cache, {})).toThrow(ConfigError)
+  })
+})
+
+describe('general-purpose caches (createCache) in the same exposition', () => {
+  it('families stockcast_cache_* labelled by cache name, next to the stock families; one registry for all', async () => {
+    const stock = await busyCache()
+    const api = createCache({ name: 'api' })
+    const agenda = createCache({ name: 'agenda' })
+    const f = api.cached(async (k: string) => k.length, { key: (k) => k })
+    await f('a')
+    await f('a')
+    await f('bb')
+    await agenda.get('x', async () => 1)
+    const s = parseExposition(prometheusText([stock, api, agenda]))
+    expect(s.get('stockcast_cache_gets_total{cache="api",tier="memory",result="hit"}')).toBe(1)
+    expect(s.get('stockcast_cache_gets_total{cache="api",tier="all",result="miss"}')).toBe(2)
+    expect(s.get('stockcast_cache_calls_total{cache="api"}')).toBe(2)
+    expect(s.get('stockcast_cache_calls_total{cache="agenda"}')).toBe(1)
+    expect(s.get('stockcast_recomputes_total')).toBe(stock.metrics().recomputes)
+    const registry = new Registry()
+    const unregister = registerPrometheus([stock, api, agenda], { registry })
+    const fromClient = parseExposition(await registry.metrics())
+    expect(fromClient.get('stockcast_cache_hit_ratio{cache="api"}')).toBeCloseTo(1 / 3, 12)
+    expect(fromClient.get('stockcast_queue_depth')).toBe(0)
+    unregister()
+    expect(() => prometheusText([api, createCache({ name: 'api' })])).toThrow(ConfigError)
+    expect(() => prometheusText([stock, stock])).toThrow(ConfigError)
+    expect(() => prometheusText([])).toThrow(ConfigError)
+    await api.close()
+    await agenda.close()
   })
 })

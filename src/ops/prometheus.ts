@@ -1,4 +1,5 @@
 import type { HistogramSnapshot, MetricsSnapshot } from '../cache/metrics.js'
+import type { Cache, CacheMetrics } from '../cached/types.js'
 import { ConfigError } from '../errors.js'
 import type { StockCache, StockCacheStatus } from '../stock/types.js'
 
@@ -211,6 +212,81 @@ const FAMILIES: readonly Family[] = [
   },
 ]
 
+/** One family of the general-purpose caches (`createCache`): samples of one cache, labelled with its name. */
+interface GeneralFamily {
+  name: string
+  help: string
+  type: 'counter' | 'gauge'
+  samples(m: CacheMetrics): Sample[]
+}
+
+const GENERAL_FAMILIES: readonly GeneralFamily[] = [
+  {
+    name: 'cache_gets_total',
+    help: 'Reads of a general-purpose cache by tier and result (memory, tier1.., or a miss that called the function).',
+    type: 'counter',
+    samples: (m) => [
+      { labels: { tier: 'memory', result: 'hit' }, value: m.hits.memory },
+      ...m.hits.tiers.map((v, i) => ({ labels: { tier: `tier${i + 1}`, result: 'hit' }, value: v })),
+      { labels: { tier: 'all', result: 'miss' }, value: m.misses },
+    ],
+  },
+  {
+    name: 'cache_hit_ratio',
+    help: 'Hits over reads of a general-purpose cache since start.',
+    type: 'gauge',
+    samples: (m) => one(m.hitRatio),
+  },
+  {
+    name: 'cache_calls_total',
+    help: "Calls of a key's function.",
+    type: 'counter',
+    samples: (m) => one(m.calls),
+  },
+  {
+    name: 'cache_single_flight_joins_total',
+    help: 'Reads that joined a call already running for their key.',
+    type: 'counter',
+    samples: (m) => one(m.joins),
+  },
+  {
+    name: 'cache_stale_served_total',
+    help: 'Values served past their ttl: under swr, or because the function failed (stale-if-error).',
+    type: 'counter',
+    samples: (m) => [
+      { labels: { reason: 'swr' }, value: m.staleServed.swr },
+      { labels: { reason: 'error' }, value: m.staleServed.error },
+    ],
+  },
+  {
+    name: 'cache_errors_total',
+    help: 'Function calls that failed or timed out.',
+    type: 'counter',
+    samples: (m) => one(m.errors),
+  },
+  {
+    name: 'cache_invalidations_total',
+    help: 'Keys and tags (tables included) invalidated.',
+    type: 'counter',
+    samples: (m) => [
+      { labels: { kind: 'key' }, value: m.invalidations.keys },
+      { labels: { kind: 'tag' }, value: m.invalidations.tags },
+    ],
+  },
+  {
+    name: 'cache_dropped_slow_fills_total',
+    help: 'Values not cached because their key or a tag was invalidated while the function ran.',
+    type: 'counter',
+    samples: (m) => one(m.droppedSlowFills),
+  },
+  {
+    name: 'cache_tier_errors_total',
+    help: 'Shared tier calls that failed.',
+    type: 'counter',
+    samples: (m) => one(m.tierErrors),
+  },
+]
+
 const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/
 const LABEL = /^[a-zA-Z_][a-zA-Z0-9_]*$/
 
@@ -236,10 +312,88 @@ function checked(options: PrometheusOptions): { prefix: string; labels: Labels }
   return { prefix, labels }
 }
 
-function checkCache(cache: StockCache): void {
-  if (typeof cache?.metrics !== 'function' || typeof cache.status !== 'function') {
-    throw new ConfigError('expected a stock cache (createStockCache) with metrics() and status()', { option: 'cache' })
+/** What the metrics come from: a stock cache, general-purpose caches (`createCache`), or both. */
+export type PrometheusSource = StockCache | Cache
+
+const isGeneral = (c: unknown): c is Cache =>
+  typeof (c as Cache | null)?.cached === 'function' && typeof (c as Cache).metrics === 'function'
+const isStock = (c: unknown): c is StockCache =>
+  typeof (c as StockCache | null)?.metrics === 'function' && typeof (c as StockCache).status === 'function'
+
+/** Split what to observe: at most one stock cache, general caches with distinct names. */
+function sources(what: PrometheusSource | readonly PrometheusSource[]): {
+  stock: StockCache | undefined
+  general: Cache[]
+} {
+  const list = Array.isArray(what) ? what : [what]
+  let stock: StockCache | undefined
+  const general: Cache[] = []
+  const names = new Set<string>()
+  for (const c of list) {
+    if (isGeneral(c)) {
+      if (names.has(c.name)) {
+        throw new ConfigError(
+          `two general-purpose caches are named ${JSON.stringify(c.name)}: their samples would clash`,
+          {
+            option: 'cache',
+          },
+        )
+      }
+      names.add(c.name)
+      general.push(c)
+    } else if (isStock(c)) {
+      if (stock !== undefined) {
+        throw new ConfigError('one stock cache per exposition: give another one its own registry or prefix', {
+          option: 'cache',
+        })
+      }
+      stock = c
+    } else {
+      throw new ConfigError(
+        'expected a stock cache (createStockCache) or a general-purpose cache (createCache), or an array of them',
+        { option: 'cache' },
+      )
+    }
   }
+  if (list.length === 0)
+    throw new ConfigError('nothing to observe: pass a cache or an array of caches', { option: 'cache' })
+  return { stock, general }
+}
+
+interface Collected {
+  name: string
+  help: string
+  type: string
+  samples: Sample[]
+}
+
+/** The families to expose for these sources (their names are fixed by which kinds are present). */
+function familyNames(src: ReturnType<typeof sources>, prefix: string): string[] {
+  return [
+    ...(src.stock === undefined ? [] : FAMILIES.map((f) => prefix + f.name)),
+    ...(src.general.length === 0 ? [] : GENERAL_FAMILIES.map((f) => prefix + f.name)),
+  ]
+}
+
+/** Read every source once and build the families' samples. */
+function collect(src: ReturnType<typeof sources>, prefix: string): Collected[] {
+  const out: Collected[] = []
+  if (src.stock !== undefined) {
+    const m = src.stock.metrics()
+    const s = src.stock.status()
+    for (const f of FAMILIES) out.push({ name: prefix + f.name, help: f.help, type: f.type, samples: f.samples(m, s) })
+  }
+  if (src.general.length > 0) {
+    const metrics = src.general.map((c) => c.metrics())
+    for (const f of GENERAL_FAMILIES) {
+      const samples: Sample[] = []
+      for (const m of metrics) {
+        for (const x of f.samples(m)) samples.push({ ...x, labels: { cache: m.name, ...x.labels } })
+      }
+      out.push({ name: prefix + f.name, help: f.help, type: f.type, samples })
+    }
+  }
+  return out
 }
 
 const escapeLabel = (v: string) => v.replaceAll('\\', '\\\\').replaceAll('\n', '\\n').replaceAll('"', '\\"')
@@ -260,7 +414,8 @@ function formatLabels(constant: Labels, own: Labels | undefined): string {
 
 /**
  * The cache's metrics in the Prometheus text format (version 0.0.4), without prom-client: serve it at `/metrics`
- * (the HTTP handler does). Counters since the cache was created, gauges read now.
+ * (the HTTP handler does). Counters since the cache was created, gauges read now. Pass an array to expose a stock
+ * cache and general-purpose caches (`createCache`, families `stockcast_cache_*`, labelled by `cache` name) together.
  *
  * @example
  * http.createServer((req, res) => {
@@ -268,17 +423,17 @@ function formatLabels(constant: Labels, own: Labels | undefined): string {
  *   res.end(prometheusText(cache, { labels: { cache: 'main' } }))
  * })
  */
-export function prometheusText(cache: StockCache, options: PrometheusOptions = {}): string {
-  checkCache(cache)
+export function prometheusText(
+  cache: PrometheusSource | readonly PrometheusSource[],
+  options: PrometheusOptions = {},
+): string {
+  const src = sources(cache)
   const { prefix, labels } = checked(options)
-  const m = cache.metrics()
-  const s = cache.status()
   let out = ''
-  for (const f of FAMILIES) {
-    const name = prefix + f.name
-    out += `# HELP ${name} ${escapeHelp(f.help)}\n# TYPE ${name} ${f.type}\n`
-    for (const x of f.samples(m, s)) {
-      out += `${name}${x.suffix ?? ''}${formatLabels(labels, x.labels)} ${formatValue(x.value)}\n`
+  for (const f of collect(src, prefix)) {
+    out += `# HELP ${f.name} ${escapeHelp(f.help)}\n# TYPE ${f.name} ${f.type}\n`
+    for (const x of f.samples) {
+      out += `${f.name}${x.suffix ?? ''}${formatLabels(labels, x.labels)} ${formatValue(x.value)}\n`
     }
   }
   return out
@@ -319,15 +474,20 @@ export interface RegisterPrometheusOptions extends PrometheusOptions {
 
 /**
  * Add the cache's metrics to a prom-client registry: each family reads `metrics()` / `status()` when the registry is
- * scraped. Returns the function that removes them again (call it before closing the cache).
+ * scraped. Returns the function that removes them again (call it before closing the cache). Register every cache of a
+ * process in one call (an array: one stock cache, general-purpose caches by name) so the families are not registered
+ * twice.
  *
  * @example
  * import * as client from 'prom-client'
  * const unregister = registerPrometheus(cache, { client, labels: { cache: 'main' } })
  * app.get('/metrics', async (_req, res) => res.type(client.register.contentType).send(await client.register.metrics()))
  */
-export function registerPrometheus(cache: StockCache, options: RegisterPrometheusOptions): () => void {
-  checkCache(cache)
+export function registerPrometheus(
+  cache: PrometheusSource | readonly PrometheusSource[],
+  options: RegisterPrometheusOptions,
+): () => void {
+  const src = sources(cache)
   const { prefix, labels } = checked(options)
   const registry = options.registry ?? options.client?.register
   if (registry === undefined || typeof registry.registerMetric !== 'function') {
@@ -336,30 +496,35 @@ export function registerPrometheus(cache: StockCache, options: RegisterPrometheu
       { option: 'registry' },
     )
   }
-  // One snapshot per scrape: every family of a scrape reads the same counters.
-  let snap: { at: number; m: MetricsSnapshot; s: StockCacheStatus } | undefined
-  const read = () => {
+  // One reading per scrape: every family of a scrape reads the same counters.
+  let snap: { at: number; families: Map<string, Collected> } | undefined
+  const read = (name: string): Collected => {
     const now = Date.now()
-    if (snap === undefined || now - snap.at > 50) snap = { at: now, m: cache.metrics(), s: cache.status() }
-    return snap
+    if (snap === undefined || now - snap.at > 50) {
+      snap = { at: now, families: new Map(collect(src, prefix).map((f) => [f.name, f])) }
+    }
+    return snap.families.get(name)!
   }
+  const helpOf = new Map<string, { help: string; type: string }>([
+    ...FAMILIES.map((f) => [prefix + f.name, f] as const),
+    ...GENERAL_FAMILIES.map((f) => [prefix + f.name, f] as const),
+  ])
   const names: string[] = []
   try {
-    for (const f of FAMILIES) {
-      const name = prefix + f.name
+    for (const name of familyNames(src, prefix)) {
+      const { help, type } = helpOf.get(name)!
       const metric: PromMetric = {
         name,
-        help: f.help,
-        type: f.type,
+        help,
+        type,
         aggregator: 'sum',
         async get() {
-          const { m, s } = read()
           return {
             name,
-            help: f.help,
-            type: f.type,
+            help,
+            type,
             aggregator: 'sum',
-            values: f.samples(m, s).map((x) => ({
+            values: read(name).samples.map((x) => ({
               value: x.value,
               labels: { ...labels, ...x.labels },
               ...(x.suffix === undefined ? {} : { metricName: name + x.suffix }),
@@ -374,7 +539,7 @@ export function registerPrometheus(cache: StockCache, options: RegisterPrometheu
   } catch (cause) {
     for (const n of names) registry.removeSingleMetric(n)
     throw new ConfigError(
-      `registerPrometheus: ${cause instanceof Error ? cause.message : String(cause)} (already registered? give each cache its own labels and registry, or unregister first)`,
+      `registerPrometheus: ${cause instanceof Error ? cause.message : String(cause)} (already registered? register every cache in one call, or give each its own registry or prefix)`,
       { option: 'registry', cause },
     )
   }
