@@ -143,7 +143,7 @@ describe('createCache: read path', () => {
     down = true
     clock.advance(2000)
     const r = await cache.getEntry('k', f, opts)
-    expect(r).toMatchObject({ value: 'fresh', stale: true })
+    expect(r).toMatchObject({ value: 'fresh', stale: true, source: 'memory' })
     expect(r.error?.message).toContain('api down')
     clock.advance(10_000)
     await expect(cache.get('k', f, opts)).rejects.toThrow(/api down/)
@@ -164,6 +164,19 @@ describe('createCache: read path', () => {
     await settle() // the call starts after the tiers were looked up
     await timers.advance(500)
     expect(await pending).toMatchObject({ value: 'old', stale: true })
+  })
+
+  it("a key's function that reads its own key through the cache is an InvalidInputError, not a deadlock", async () => {
+    const { cache } = make()
+    const self = cache.cached(async (): Promise<number> => (await self()) + 1, { key: 'loop' })
+    await expect(self()).rejects.toThrow(/would wait for itself/)
+    // Another key inside is fine, and so is the same key in another cache.
+    const other = make().cache
+    const inner = cache.cached(async () => 41, { key: 'inner' })
+    const outer = cache.cached(async () => (await inner()) + (await other.get('loop', async () => 1))!, {
+      key: 'outer',
+    })
+    expect(await outer()).toBe(42)
   })
 
   it('single flight: 1 000 concurrent calls of a key run the function once', async () => {

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { LRUCache } from 'lru-cache'
 import mitt, { type Emitter } from 'mitt'
 import { StoreFacade } from '../cache/store-facade.js'
@@ -39,6 +40,12 @@ interface Envelope<T = unknown> {
   tags: readonly string[]
 }
 
+/** An entry found in a tier, and which. */
+interface Found {
+  env: Envelope
+  source: CacheResult<unknown>['source']
+}
+
 interface Flight {
   promise: Promise<CacheResult<unknown>>
   /** The key was invalidated while the call ran: its value is served to the callers but not cached. */
@@ -51,6 +58,10 @@ interface Remembered {
 }
 
 const SEP = '\u001f'
+/** The flights (cache instance and key) whose functions the current async context runs inside. */
+const running = new AsyncLocalStorage<ReadonlySet<string>>()
+let nextCacheId = 1
+
 /** Tags of tables live in their own namespace: a user's tag cannot start with U+001E. */
 const TABLE = '\u001etable:'
 const tableTags = (tables: readonly string[]): string[] => tables.map((t) => TABLE + t)
@@ -131,6 +142,7 @@ class GeneralCache implements Cache {
   readonly #tagStamps = new Map<string, number>()
   readonly #emitter: Emitter<CacheEvents> = mitt<CacheEvents>()
   readonly #origin = Math.random().toString(36).slice(2)
+  readonly #id = `${nextCacheId++}${SEP}`
   readonly #stops: Array<() => void> = []
   #unsubscribe: Promise<() => Promise<void>> | undefined
   /** The bus may have lost messages: memory serves nothing until it recovers. */
@@ -288,13 +300,13 @@ class GeneralCache implements Cache {
       // Stale-while-revalidate: the old value now, one call in the background.
       this.#m.swr++
       if (!this.#flights.has(key)) {
-        this.#call(key, fn, options, found.env).catch((error: unknown) => this.#error(error, 'swr', key))
+        this.#call(key, fn, options, found).catch((error: unknown) => this.#error(error, 'swr', key))
       }
       return { value: found.env.v, stale: true, source: found.source, computedAt: found.env.at }
     }
     // Remembered for warm(): the keys whose function ran here.
     this.#remembered.set(key, { fn, options })
-    return this.#call(key, fn, options, found?.env)
+    return this.#call(key, fn, options, found)
   }
 
   /** The newest usable entry of a key: memory, then each shared tier (a tier hit is copied to the tiers before it). */
@@ -328,12 +340,21 @@ class GeneralCache implements Cache {
     key: string,
     fn: () => unknown,
     options: EntryOptions,
-    stale: Envelope | undefined,
+    stale: Found | undefined,
   ): Promise<CacheResult<unknown>> {
-    const running = this.#flights.get(key)
-    if (running !== undefined) {
+    const current = this.#flights.get(key)
+    if (current !== undefined) {
+      if (running.getStore()?.has(this.#id + key)) {
+        // The key's own function reads the key: joining would wait for itself forever.
+        return Promise.reject(
+          new InvalidInputError(
+            `the function of ${JSON.stringify(key)} reads ${JSON.stringify(key)} through the same cache: it would wait for itself; call the underlying function instead`,
+            { key },
+          ),
+        )
+      }
       this.#m.joins++
-      return running.promise
+      return current.promise
     }
     const flight: Flight = { promise: undefined as never, invalidated: false }
     flight.promise = this.#run(key, fn, options, stale, flight).finally(() => {
@@ -347,9 +368,10 @@ class GeneralCache implements Cache {
     key: string,
     fn: () => unknown,
     options: EntryOptions,
-    stale: Envelope | undefined,
+    found: Found | undefined,
     flight: Flight,
   ): Promise<CacheResult<unknown>> {
+    const stale = found?.env
     let release: (() => Promise<void>) | undefined
     try {
       if (this.#o.lock !== undefined) {
@@ -363,7 +385,9 @@ class GeneralCache implements Cache {
       }
       const at = this.#clock.now()
       this.#m.calls++
-      const call = Promise.resolve().then(fn)
+      const inside = new Set(running.getStore())
+      inside.add(this.#id + key)
+      const call = running.run(inside, () => Promise.resolve().then(fn))
       const value =
         options.timeoutMs === undefined
           ? await call
@@ -394,7 +418,7 @@ class GeneralCache implements Cache {
       if (stale !== undefined && now < stale.sie && now < stale.keep && this.#tagsCurrent(stale)) {
         this.#m.staleError++
         this.#error(error, 'call', key)
-        return { value: stale.v, stale: true, source: 'fn', computedAt: stale.at, error }
+        return { value: stale.v, stale: true, source: found!.source, computedAt: stale.at, error }
       }
       throw error
     } finally {

@@ -89,7 +89,10 @@ export interface CacheResult<T> {
   value: T
   /** Served past its `ttl`: under `swr`, or because the function failed (stale-if-error, then `error` is set). */
   stale: boolean
-  /** Where it came from: `memory`, a shared tier (`tier1`, `tier2`, ...), or `fn` (computed now). */
+  /**
+   * Where it came from: `memory`, a shared tier (`tier1`, `tier2`, ...), or `fn` (computed now). A stale value
+   * served because the function failed names the tier it was found in.
+   */
   source: 'memory' | `tier${number}` | 'fn'
   /** Epoch ms the value was computed at (its function call started). */
   computedAt: number
