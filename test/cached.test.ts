@@ -196,6 +196,18 @@ describe('createCache: read path', () => {
     expect(cache.metrics().joins).toBe(999)
   })
 
+  it('memory past its ttl: a fresher entry another instance put in the shared tier wins over swr', async () => {
+    const clock = new FakeClock()
+    const shared = countingStore(clock)
+    const a = make({ store: shared.store }, clock)
+    const b = make({ store: shared.store }, clock)
+    expect(await a.cache.get('k', async () => 'old', { ttl: 1000, swr: 60_000 })).toBe('old')
+    clock.advance(1500)
+    await b.cache.set('k', 'new', { ttl: 1000 }) // another instance refreshed it
+    const r = await a.cache.getEntry('k', async () => 'a-call', { ttl: 1000, swr: 60_000 })
+    expect(r).toMatchObject({ value: 'new', stale: false, source: 'tier1' })
+  })
+
   it('get without a function answers undefined when missing; set stores in every tier', async () => {
     const clock = new FakeClock()
     const shared = countingStore(clock)
@@ -280,6 +292,22 @@ describe('createCache: invalidation', () => {
     expect(await other()).toBe('o2')
     await expect(cache.invalidate({ tags: ['\u001etable:orders'] })).rejects.toThrow(InvalidInputError)
     await expect(cache.invalidate({ tables: [''] })).rejects.toThrow(InvalidInputError)
+  })
+
+  it('maxAge caps every entry, and tag stamps expire from the tiers after it', async () => {
+    const clock = new FakeClock()
+    const shared = countingStore(clock)
+    const { cache } = make({ store: shared.store, maxAge: 10_000 }, clock)
+    let n = 0
+    const f = cache.cached(async () => ++n, { key: 'k', ttl: 3_600_000, tags: ['t'] })
+    await f()
+    clock.advance(9_999)
+    expect(await f()).toBe(1)
+    clock.advance(1)
+    expect(await f()).toBe(2)
+    await cache.invalidate({ tags: ['t'] })
+    const stamp = (await shared.store.getMany(['test\u001ftag\u001ft'])).get('test\u001ftag\u001ft')
+    expect(stamp?.expiresAt).toBe(clock.ms + 10_000)
   })
 
   it('events map to tags; an unknown event is an InvalidInputError and invalidates nothing', async () => {

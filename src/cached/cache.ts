@@ -132,7 +132,10 @@ class GeneralCache implements Cache {
   readonly #tiers: ReadonlyArray<{ store: StoreFacade<unknown>; ttl: number }>
   /** Per tier: tag stamps whose write failed, written again when the tier recovers. */
   readonly #pendingStamps: Array<Map<string, number>> = []
+  /** Per tier: keys whose write it missed while down, written again from memory when it recovers. */
+  readonly #unwritten: Array<Set<string>> = []
   readonly #ttl: number
+  readonly #maxAge: number
   readonly #events: ReadonlyMap<string, readonly string[]>
   readonly #lockTimeoutMs: number
   readonly #o: CacheOptions
@@ -177,6 +180,8 @@ class GeneralCache implements Cache {
     this.#clock = o.clock ?? Date
     this.#timers = o.timers ?? defaultTimers
     this.#ttl = nonNegative(o.ttl ?? 60_000, 'ttl')
+    this.#maxAge = nonNegative(o.maxAge ?? 30 * 86_400_000, 'maxAge')
+    if (this.#maxAge === 0) throw new ConfigError('maxAge must be positive', { option: 'maxAge' })
     this.#lockTimeoutMs = nonNegative(o.lockTimeoutMs ?? 10_000, 'lockTimeoutMs')
     const max = o.memory?.max ?? 10_000
     if (!Number.isInteger(max) || max < 0) {
@@ -197,12 +202,16 @@ class GeneralCache implements Cache {
       }
       const ttl = nonNegative(t.ttl ?? Number.POSITIVE_INFINITY, `tiers[${i}].ttl`)
       this.#pendingStamps.push(new Map())
+      this.#unwritten.push(new Set())
       const store = new StoreFacade<unknown>(
         t.store,
         {
           onError: (error) => this.#tierError(error, i),
           onDegraded: () => {},
-          onRecovered: () => this.#rewriteStamps(i),
+          onRecovered: () => {
+            this.#rewriteStamps(i)
+            this.#rewriteEntries(i)
+          },
           now: () => this.#clock.now(),
           setTimer: (fn, ms) => this.#timers.setTimeout(fn, ms),
           clearTimer: (h) => this.#timers.clearTimeout(h),
@@ -309,17 +318,21 @@ class GeneralCache implements Cache {
     return this.#call(key, fn, options, found)
   }
 
-  /** The newest usable entry of a key: memory, then each shared tier (a tier hit is copied to the tiers before it). */
-  async #lookup(
-    key: string,
-    now: number,
-  ): Promise<{ env: Envelope; source: CacheResult<unknown>['source'] } | undefined> {
+  /**
+   * The entry of a key: the first fresh one in memory, then each shared tier (a tier hit is copied to the tiers
+   * before it), else the newest one still usable past its ttl (for swr and stale-if-error), else undefined.
+   */
+  async #lookup(key: string, now: number): Promise<Found | undefined> {
     const mem = this.#memory
+    // A usable entry past its ttl (for swr or stale-if-error) is kept while the tiers are asked for a fresher one.
+    let best: Found | undefined
     if (mem !== undefined && !this.#busDown) {
       const env = mem.get(key)
       if (env !== undefined) {
-        if (now < env.keep && this.#tagsCurrent(env)) return { env, source: 'memory' }
-        mem.delete(key)
+        if (now < env.keep && this.#tagsCurrent(env)) {
+          if (now < env.fresh) return { env, source: 'memory' }
+          best = { env, source: 'memory' }
+        } else mem.delete(key)
       }
     }
     for (let i = 0; i < this.#tiers.length; i++) {
@@ -328,11 +341,16 @@ class GeneralCache implements Cache {
       const env = envelopeOf(entry?.value)
       if (env === undefined || now >= env.keep) continue
       if (env.tags.length > 0 && !(await this.#sharedTagsCurrent(env, i))) continue
+      if (best !== undefined && env.at <= best.env.at) continue
+      if (now >= env.fresh) {
+        best = { env, source: `tier${i + 1}` }
+        continue
+      }
       this.#m.tierHits[i]!++
       this.#remember(key, env, i)
       return { env, source: `tier${i + 1}` }
     }
-    return undefined
+    return best
   }
 
   /** Call the key's function once (joining a call already running), cache its value, or serve stale on error. */
@@ -470,7 +488,20 @@ class GeneralCache implements Cache {
       computedAt: env.at,
       ...(Number.isFinite(expiresAt) ? { expiresAt } : {}),
     }
-    await tier.store.setMany([[this.#storeKey(key), entry]])
+    const { ok } = await tier.store.setMany([[this.#storeKey(key), entry]])
+    // Not written (the tier is down): written from memory when it recovers, if memory still holds it then.
+    if (!ok && this.#memory !== undefined && this.#unwritten[i]!.size < this.#memory.max) this.#unwritten[i]!.add(key)
+  }
+
+  /** Tier `i` is back: write the entries it missed that memory still holds, current (the facade deleted them first). */
+  #rewriteEntries(i: number): void {
+    const keys = [...this.#unwritten[i]!]
+    this.#unwritten[i]!.clear()
+    const now = this.#clock.now()
+    for (const key of keys) {
+      const env = this.#memory?.peek(key)
+      if (env !== undefined && now < env.keep && this.#tagsCurrent(env)) void this.#writeTier(i, key, env)
+    }
   }
 
   /** A tier hit: copy it to memory and to the tiers before `i`. */
@@ -526,9 +557,7 @@ class GeneralCache implements Cache {
       }
       if (tags.length > 0) {
         // One stamp per tag: entries computed before it are outdated wherever they are; nothing is scanned.
-        const entries = tags.map(
-          (t) => [this.#tagKey(t), { value: { stamp }, version: stamp, computedAt: stamp }] as const,
-        )
+        const entries = tags.map((t) => [this.#tagKey(t), this.#stampEntry(stamp)] as const)
         work.push(
           tier.store.setMany(entries).then(({ ok }) => {
             // Not written (the tier is down): written again when it recovers (the facade deletes the tag key first).
@@ -742,6 +771,7 @@ class GeneralCache implements Cache {
     }
     for (const t of this.#tiers) await t.store.close().catch(() => {})
     for (const p of this.#pendingStamps) p.clear()
+    for (const u of this.#unwritten) u.clear()
     this.#memory?.clear()
   }
 
@@ -757,7 +787,8 @@ class GeneralCache implements Cache {
       fresh,
       swr: fresh + Math.min(swr, grace),
       sie: fresh + Math.min(sie, grace),
-      keep: fresh + grace,
+      // No entry outlives `maxAge`: a tag stamp older than that can outdate nothing, so tiers may drop it.
+      keep: Math.min(fresh + grace, at + this.#maxAge),
       tags:
         options.tables === undefined || options.tables.length === 0
           ? checkTags(options.tags, 'tags')
@@ -775,6 +806,14 @@ class GeneralCache implements Cache {
     }
     if (o.tags !== undefined) checkTags(o.tags, where)
     if (o.tables !== undefined) checkTables(o.tables, where)
+  }
+
+  /** A tag stamp as a tier keeps it: it expires once no entry it could outdate can exist (`maxAge` after it). */
+  #stampEntry(stamp: number): StoreEntry<unknown> {
+    const expiresAt = stamp + this.#maxAge
+    return Number.isFinite(expiresAt)
+      ? { value: { stamp }, version: stamp, computedAt: stamp, expiresAt }
+      : { value: { stamp }, version: stamp, computedAt: stamp }
   }
 
   #storeKey(key: string): string {
@@ -795,9 +834,7 @@ class GeneralCache implements Cache {
     if (pending.size === 0) return
     const stamps = [...pending]
     pending.clear()
-    const entries = stamps.map(
-      ([t, stamp]) => [this.#tagKey(t), { value: { stamp }, version: stamp, computedAt: stamp }] as const,
-    )
+    const entries = stamps.map(([t, stamp]) => [this.#tagKey(t), this.#stampEntry(stamp)] as const)
     void this.#tiers[i]!.store.setMany(entries).then(({ ok }) => {
       if (!ok) for (const [t, stamp] of stamps) pending.set(t, Math.max(pending.get(t) ?? 0, stamp))
     })

@@ -35,6 +35,11 @@ export interface CacheOptions {
   }
   /** The `ttl` of entries that give none. @default 60 000 */
   ttl?: number
+  /**
+   * No entry is kept longer than this after it was computed, whatever its `ttl` and `graceMs`; tag stamps expire from
+   * the shared tiers this long after the invalidation (they can outdate nothing older). @default 30 days
+   */
+  maxAge?: number
   /** Domain events and the tags each invalidates: `{ 'order.created': ['dashboard', 'seller-report'] }`. */
   events?: Readonly<Record<string, readonly string[]>>
   /** How long to wait for the distributed lock of a key. @default 10 000 */
