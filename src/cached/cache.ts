@@ -780,15 +780,16 @@ class GeneralCache implements Cache {
     const swr = options.swr ?? 0
     const sie = options.staleIfErrorMs ?? 0
     const grace = options.graceMs ?? Math.max(swr, sie)
-    const fresh = at + ttl
+    // No entry outlives `maxAge`: a tag stamp older than that can outdate nothing, so tiers may drop it.
+    const keep = Math.min(at + ttl + grace, at + this.#maxAge)
+    const fresh = Math.min(at + ttl, keep)
     return {
       v: value,
       at,
       fresh,
-      swr: fresh + Math.min(swr, grace),
-      sie: fresh + Math.min(sie, grace),
-      // No entry outlives `maxAge`: a tag stamp older than that can outdate nothing, so tiers may drop it.
-      keep: Math.min(fresh + grace, at + this.#maxAge),
+      swr: Math.min(fresh + Math.min(swr, grace), keep),
+      sie: Math.min(fresh + Math.min(sie, grace), keep),
+      keep,
       tags:
         options.tables === undefined || options.tables.length === 0
           ? checkTags(options.tags, 'tags')
