@@ -26,6 +26,15 @@ export type { SqlReader, SqlReaderOptions } from './reader.js'
 export { sqlReader } from './reader.js'
 export type { SqlStore, SqlStoreOptions } from './store.js'
 export { sqlStore } from './store.js'
+export type {
+  SqlTableChanges,
+  SqlTableChangesOptions,
+  TableChangesListener,
+  TableChangesStatus,
+  TableChangesVerifyReport,
+  TableInvalidationTarget,
+} from './tables/index.js'
+export { sqlTableChanges } from './tables/index.js'
 export type { SqlDb, SqlDialect } from './types.js'
 export type { SqlWebhookState, SqlWebhookStateOptions } from './webhook-state.js'
 export { sqlWebhookState } from './webhook-state.js'
