@@ -109,6 +109,28 @@ describeService(redisDown, 'createCache: two instances on one Redis (redisStore 
     expect(sb.calls).toEqual([])
   })
 
+  it('with a redisLock, concurrent reads of a key on both instances call the function once in all', async () => {
+    const lockPrefix = `${uniquePrefix('cachedlock')}:`
+    const { a, b } = pair({ lock: redisLock(admin, { prefix: lockPrefix }) })
+    await Promise.all([subscribed(a), subscribed(b)])
+    let calls = 0
+    const slow = async () => {
+      calls++
+      await sleep(100) // long enough for the other instance to ask for the lock meanwhile
+      return 'computed once'
+    }
+    const reads = [
+      ...Array.from({ length: 50 }, () => a.getEntry('hot', slow)),
+      ...Array.from({ length: 50 }, () => b.getEntry('hot', slow)),
+    ]
+    const results = await Promise.all(reads)
+    expect(results.every((r) => r.value === 'computed once')).toBe(true)
+    expect(calls).toBe(1)
+    // One instance called it; the other read it from Redis once the lock was free.
+    expect(results.filter((r) => r.source === 'fn').length).toBe(50)
+    expect(results.filter((r) => r.source === 'tier1').length).toBe(50)
+  })
+
   it('invalidate({ keys }) on A: B drops its memory copy through the bus and recomputes', async () => {
     const { a, b, inRedis } = pair()
     await Promise.all([subscribed(a), subscribed(b)])
