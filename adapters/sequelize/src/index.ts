@@ -16,6 +16,8 @@ export { attachSequelize, UNMAPPED_MODEL_WARNING } from './attach.js'
 export type { FromSequelizeOptions } from './connection.js'
 export { fromSequelize } from './connection.js'
 export { RAW_WRITE_WARNING } from './raw-writes.js'
+export type { AttachSequelizeTablesOptions, DetachSequelizeTables, TablesCache } from './tables.js'
+export { attachSequelizeTables, TABLES_FAILED_WARNING } from './tables.js'
 export type {
   SequelizeAttributeLike,
   SequelizeConnectionManagerLike,
