@@ -1,6 +1,7 @@
 import { ConfigError } from 'stockcast'
 import { modelTable } from './binding.js'
 import { replaceMethod } from './replace.js'
+import { SavepointHolds } from './savepoints.js'
 import type { SequelizeLike, SequelizeModelLike, SequelizeTransactionLike } from './types.js'
 
 /** What `attachSequelizeTables` calls: `createCache(...)` fits (typed structurally, no import of the cache). */
@@ -186,12 +187,6 @@ export function attachSequelizeTables(
   }
 }
 
-/** The tables of one savepoint: held until it commits (then handed to its parent) or dropped when it rolls back. */
-interface SavepointHold {
-  state: 'open' | 'released' | 'rolledBack'
-  tables: Set<string>
-}
-
 /**
  * Tables in step with Sequelize transactions (the table counterpart of `TransactionMarks`). Outside one: at once.
  * In a transaction: collected, and sent by one `afterCommit` callback (Sequelize awaits it: `commit()` resolves once
@@ -202,7 +197,7 @@ interface SavepointHold {
 class TableHolds {
   readonly #send: (tables: string[]) => Promise<void>
   readonly #pending = new WeakMap<SequelizeTransactionLike, Set<string>>()
-  readonly #holds = new WeakMap<SequelizeTransactionLike, SavepointHold>()
+  readonly #holds = new SavepointHolds<string>((parent, tables) => this.add(parent, [...new Set(tables)]))
 
   constructor(send: (tables: string[]) => Promise<void>) {
     this.#send = send
@@ -228,59 +223,10 @@ class TableHolds {
       for (const t of tables) pending.add(t)
       return undefined
     }
-    const hold = this.#holdOf(tx)
-    if (hold.state === 'open') for (const t of tables) hold.tables.add(t)
+    const hold = this.#holds.of(tx)
+    if (hold.state === 'open') hold.items.push(...tables)
     else if (hold.state === 'released') return this.add(parent, tables)
     // rolled back: the writes are gone
     return undefined
   }
-
-  #holdOf(sp: SequelizeTransactionLike): SavepointHold {
-    const known = this.#holds.get(sp)
-    if (known !== undefined) return known
-    const hold: SavepointHold = { state: sp.finished === 'commit' ? 'released' : 'open', tables: new Set() }
-    this.#holds.set(sp, hold)
-    if (hold.state === 'released') return hold
-    const release = () => {
-      if (hold.state !== 'open') return undefined
-      hold.state = 'released'
-      const tables = [...hold.tables]
-      hold.tables.clear()
-      return this.add(sp.parent, tables)
-    }
-    sp.afterCommit(release)
-    let root = sp
-    while (root.parent !== null && root.parent !== undefined) root = root.parent
-    // A savepoint its code never committed nor rolled back is part of the outermost commit.
-    if (root.finished !== 'commit') root.afterCommit(release)
-    // Sequelize has no afterRollback: the savepoint's own rollback method tells us.
-    const original = sp.rollback
-    const rollback = function (this: SequelizeTransactionLike, ...args: unknown[]) {
-      if (hold.state === 'open') {
-        if (nameIsShared(root, sp)) {
-          // Sequelize v6 can give two savepoints of one transaction the same name: `ROLLBACK TO SAVEPOINT` then
-          // undoes only back to the newest of them, and some of these writes may stay. Keep the tables.
-          void release()
-        } else {
-          hold.state = 'rolledBack'
-          hold.tables.clear()
-        }
-      }
-      return (original as (...a: unknown[]) => Promise<unknown>).apply(this, args)
-    }
-    Object.defineProperty(sp, 'rollback', { value: rollback, configurable: true, writable: true })
-    return hold
-  }
-}
-
-/** True when another savepoint of the same outermost transaction has `sp`'s name. */
-function nameIsShared(root: SequelizeTransactionLike, sp: SequelizeTransactionLike): boolean {
-  if (sp.name === undefined) return true
-  const stack = [...(root.savepoints ?? [])]
-  while (stack.length > 0) {
-    const s = stack.pop()!
-    if (s !== sp && s.name === sp.name) return true
-    stack.push(...(s.savepoints ?? []))
-  }
-  return false
 }
