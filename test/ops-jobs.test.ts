@@ -11,6 +11,7 @@ import {
   type StockCacheOptions,
 } from '../src/index.js'
 import { startJobs } from '../src/ops/jobs.js'
+import { until } from '../test-support/wait.js'
 import { FakeTimers, settle } from './helpers/fake-timers.js'
 import { addDays, ControlledReader, FakeClock, schema } from './helpers/fixtures.js'
 
@@ -21,14 +22,6 @@ afterEach(async () => {
 
 const TODAY = '2026-11-22'
 
-/** Wait (really: file I/O runs on the event loop, not on the fake timers) until `ok()` holds. */
-async function until(ok: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms
-  while (!ok()) {
-    if (Date.now() > end) throw new Error('condition not met in time')
-    await new Promise((r) => setTimeout(r, 5))
-  }
-}
 const MIN = 60_000
 
 function setup(at: string, n = 20, extra: Partial<StockCacheOptions> = {}) {

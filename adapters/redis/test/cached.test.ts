@@ -5,29 +5,16 @@ import type { AddressInfo } from 'node:net'
 import Redis from 'ioredis'
 import { type Cache, type CacheOptions, type CacheResult, createCache, SourceUnavailableError } from 'stockcast'
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest'
+import { nextMs, sleep, until } from '../../../test-support/wait.js'
 import { redisBus, redisLock, redisStore } from '../src/index.js'
 import { describeService, OwnRedis, REDIS_URL, redisDown, redisServerMissing, uniquePrefix } from './services.js'
 
 const SEP = '\u001f'
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
-/** Poll `check` until it holds (bus delivery is asynchronous): never a fixed sleep before an assertion. */
-async function until(check: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await sleep(10)
-  }
-}
 
 /**
  * Until the clock has moved past now: an invalidation's stamp outdates entries computed in its millisecond too, so a
  * value recomputed in that same millisecond is served but not cached.
  */
-async function nextMs(): Promise<void> {
-  const t = Date.now()
-  await until(() => Date.now() > t, 1000, 'the next millisecond')
-}
 
 /** Until the cache's bus subscription holds: a value it computes is then kept in (and answered from) memory. */
 async function subscribed(cache: Cache): Promise<void> {

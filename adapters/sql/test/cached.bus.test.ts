@@ -3,26 +3,11 @@
 import type pg from 'pg'
 import { type Cache, type CacheOptions, createCache } from 'stockcast'
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest'
+import { nextMs, until } from '../../../test-support/wait.js'
 import { fromPg, sqlBus, sqlStore } from '../src/index.js'
 import { describeService, pgDown, pgPool, uniquePrefix } from './services.js'
 
 const SEP = '\u001f'
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
-/** Poll `check` until it holds (NOTIFY delivery is asynchronous): never a fixed sleep before an assertion. */
-async function until(check: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await sleep(10)
-  }
-}
-
-/** Until the clock has moved on: a value recomputed in an invalidation's millisecond is served but not cached. */
-async function nextMs(): Promise<void> {
-  const t = Date.now()
-  await until(() => Date.now() > t, 1000, 'the next millisecond')
-}
 
 /** Until the cache's LISTEN holds: a value it computes is then kept in (and answered from) memory. */
 async function subscribed(cache: Cache): Promise<void> {

@@ -1,3 +1,5 @@
+export { sleep, until } from '../../../test-support/wait.js'
+
 import { PGlite } from '@electric-sql/pglite'
 import pg from 'pg'
 import {
@@ -170,8 +172,6 @@ export async function outboxCount(t: TestDb, prefix: string): Promise<number> {
   return Number(rows[0]!.n)
 }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
 /** A reader that stalls on command (a chaos wrapper around the real one, not a mock). */
 export interface StallingReader extends SourceReader {
   /** From now on, reads wait until `release()`. */
@@ -208,19 +208,6 @@ export function stallingReader(base: SourceReader, only?: string): StallingReade
       return base.read(products, options)
     },
     products: base.products ? () => base.products!() : undefined,
-  }
-}
-
-/** Poll `check` until it returns true (or fail after `timeoutMs`). */
-export async function until(
-  check: () => boolean | Promise<boolean>,
-  timeoutMs = 10_000,
-  what = 'condition',
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await sleep(20)
   }
 }
 

@@ -2,26 +2,10 @@
 // writer's plain SQL, through statement triggers (PostgreSQL, PGlite) or row triggers (MariaDB), on real databases.
 import { type Cache, createCache } from 'stockcast'
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest'
+import { nextMs, until } from '../../../test-support/wait.js'
 import { type SqlTableChanges, sqlTableChanges, type TableChangesListener } from '../src/index.js'
 import { capturePrefix, DIALECTS, type DialectDb } from './capture-dialects.js'
 import { describeService } from './services.js'
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
-/** Poll `check` until it holds (the listener works asynchronously): never a fixed sleep before an assertion. */
-async function until(check: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await sleep(10)
-  }
-}
-
-/** Until the clock has moved on: a value recomputed in an invalidation's millisecond is served but not cached. */
-async function nextMs(): Promise<void> {
-  const t = Date.now()
-  await until(() => Date.now() > t, 1000, 'the next millisecond')
-}
 
 for (const D of DIALECTS) {
   describeService(D.down, `sqlTableChanges on ${D.name}`, () => {
