@@ -1,7 +1,8 @@
-import { readFile, rename, writeFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { ConfigError, StockcastError } from '../errors.js'
 import type { StockCache } from '../stock/types.js'
 import { backoffDelay } from '../util/backoff.js'
+import { writeFileAtomic } from '../util/files.js'
 import { type Clock, defaultTimers, type Timers } from '../util/timers.js'
 
 /** Refresh values older than `afterMs`, oldest first, in batches (a safety net for changes no capture saw). */
@@ -293,9 +294,7 @@ export function startJobs(cache: StockCache, options: JobsOptions): Jobs {
             }
           }
           if (file !== undefined) {
-            const tmp = `${file}.${process.pid}.tmp`
-            await writeFile(tmp, JSON.stringify(products))
-            await rename(tmp, file)
+            await writeFileAtomic(file, JSON.stringify(products))
           }
           return { products: products.length, warmed, failed }
         }

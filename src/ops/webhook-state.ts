@@ -1,7 +1,7 @@
-import { randomBytes } from 'node:crypto'
-import { readFile, rename, unlink, writeFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { ConfigError, StockcastError } from '../errors.js'
 import type { StockStatus } from '../projection/types.js'
+import { writeFileAtomic } from '../util/files.js'
 
 /**
  * What a webhook receiver was last told about one key: the state after the last delivery that got a 2xx answer.
@@ -130,12 +130,9 @@ export function fileWebhookState(path: string): WebhookStateStore {
 
   const writeOnce = async (): Promise<void> => {
     const doc: StateFile = { version: 1, states: Object.fromEntries(states ?? []) }
-    const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
     try {
-      await writeFile(tmp, JSON.stringify(doc), 'utf8')
-      await rename(tmp, path)
+      await writeFileAtomic(path, JSON.stringify(doc))
     } catch (e) {
-      await unlink(tmp).catch(() => {})
       throw fileError(`fileWebhookState: cannot write ${path}: ${(e as Error).message}`, e)
     }
   }
