@@ -7,33 +7,14 @@
 import { once } from 'node:events'
 import http from 'node:http'
 import { parseArgs } from 'node:util'
-import { fromPGlite, fromPg } from '@stockcast/sql'
 import { createCache } from 'stockcast'
+import { openDatabase } from '../sql-demo/database.mjs'
 
 const { values } = parseArgs({
   options: { port: { type: 'string', default: '3000' }, smoke: { type: 'boolean', default: false } },
 })
 
-let db
-let closeDb
-if (process.env.DATABASE_URL) {
-  const { default: pg } = await import('pg')
-  const admin = new pg.Client({ connectionString: process.env.DATABASE_URL })
-  await admin.connect()
-  await admin.query('CREATE SCHEMA IF NOT EXISTS stockcast_event_invalidation')
-  await admin.end()
-  const pool = new pg.Pool({
-    connectionString: process.env.DATABASE_URL,
-    options: '-c search_path=stockcast_event_invalidation',
-  })
-  db = fromPg(pool)
-  closeDb = () => pool.end()
-} else {
-  const { PGlite } = await import('@electric-sql/pglite')
-  const pglite = new PGlite()
-  db = fromPGlite(pglite)
-  closeDb = () => pglite.close()
-}
+const { db, close: closeDb } = await openDatabase('stockcast_event_invalidation')
 await db.execute('DROP TABLE IF EXISTS orders')
 await db.execute('CREATE TABLE orders (id serial PRIMARY KEY, seller text NOT NULL, total numeric(12,2) NOT NULL)')
 await db.execute("INSERT INTO orders (seller, total) VALUES ('ana', 100), ('ana', 50), ('bruno', 70)")

@@ -5,9 +5,10 @@
 // SQL, wait for the webhook and the API to show it, exit 0/1).
 import { once } from 'node:events'
 import { parseArgs } from 'node:util'
-import { fromPGlite, fromPg, sqlChangeCapture, sqlReader, sqlStore } from '@stockcast/sql'
+import { sqlChangeCapture, sqlReader, sqlStore } from '@stockcast/sql'
 import express from 'express'
 import { createHttpHandler, createStockCache, createWebhookDelivery, startJobs } from 'stockcast'
+import { openDatabase } from '../sql-demo/database.mjs'
 import { DDL, schema, seed, TABLES } from '../sql-demo/schema.mjs'
 
 const { values } = parseArgs({
@@ -20,29 +21,7 @@ const { values } = parseArgs({
 const TOKEN = process.env.STOCKCAST_OPS_TOKEN ?? 'change-me'
 
 // 1. The database.
-let db
-let closeDb
-if (process.env.DATABASE_URL) {
-  const { default: pg } = await import('pg')
-  const admin = new pg.Client({ connectionString: process.env.DATABASE_URL })
-  await admin.connect()
-  await admin.query('CREATE SCHEMA IF NOT EXISTS stockcast_http_api')
-  await admin.end()
-  const pool = new pg.Pool({
-    connectionString: process.env.DATABASE_URL,
-    max: 8,
-    options: '-c search_path=stockcast_http_api',
-  })
-  db = fromPg(pool)
-  closeDb = () => pool.end()
-  console.log(`database: PostgreSQL (${new URL(process.env.DATABASE_URL).host}), schema stockcast_http_api`)
-} else {
-  const { PGlite } = await import('@electric-sql/pglite')
-  const pglite = new PGlite()
-  db = fromPGlite(pglite)
-  closeDb = () => pglite.close()
-  console.log('database: embedded PGlite (set DATABASE_URL to use PostgreSQL)')
-}
+const { db, close: closeDb } = await openDatabase('stockcast_http_api')
 
 // 2. Tables and data (fresh each start), triggers + outbox, the store, the cache and its listener.
 const capture = sqlChangeCapture(db, schema)

@@ -1,9 +1,10 @@
 // The bundled demo: stockcast on embedded PGlite (no service), or on PostgreSQL when DATABASE_URL is set.
 // Options: --products N (default 3000), --bulk N (default 100000), --no-progress.
 import { parseArgs } from 'node:util'
-import { fromPGlite, fromPg, sqlChangeCapture, sqlReader, sqlStore } from '@stockcast/sql'
+import { sqlChangeCapture, sqlReader, sqlStore } from '@stockcast/sql'
 import cliProgress from 'cli-progress'
 import { createStockCache } from 'stockcast'
+import { openDatabase } from './database.mjs'
 import { DDL, schema, seed, TABLES } from './schema.mjs'
 
 const { values } = parseArgs({
@@ -18,31 +19,8 @@ const BULK = Number(values.bulk)
 const t = () => performance.now()
 const ms = (t0) => `${(performance.now() - t0).toFixed(0)} ms`
 
-// 1. A database: embedded PGlite by default, PostgreSQL with DATABASE_URL.
-let db
-let shutdown
-if (process.env.DATABASE_URL) {
-  const { default: pg } = await import('pg')
-  // Everything happens in a schema of its own: the demo drops and recreates its tables there, never elsewhere.
-  const admin = new pg.Client({ connectionString: process.env.DATABASE_URL })
-  await admin.connect()
-  await admin.query('CREATE SCHEMA IF NOT EXISTS stockcast_demo')
-  await admin.end()
-  const pool = new pg.Pool({
-    connectionString: process.env.DATABASE_URL,
-    max: 8,
-    options: '-c search_path=stockcast_demo',
-  })
-  db = fromPg(pool)
-  shutdown = () => pool.end()
-  console.log(`database: PostgreSQL (${new URL(process.env.DATABASE_URL).host}), schema stockcast_demo`)
-} else {
-  const { PGlite } = await import('@electric-sql/pglite')
-  const pglite = new PGlite()
-  db = fromPGlite(pglite)
-  shutdown = () => pglite.close()
-  console.log('database: embedded PGlite (set DATABASE_URL to use PostgreSQL)')
-}
+// 1. A database: embedded PGlite by default, PostgreSQL with DATABASE_URL (schema stockcast_demo).
+const { db, close: shutdown } = await openDatabase('stockcast_demo')
 
 // 2. The example ERP schema, a few thousand products.
 let t0 = t()
