@@ -3,25 +3,8 @@ import { ConfigError, createStockCache, defineStockSchema, type StockCache } fro
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { attachSequelize, RAW_WRITE_WARNING, sequelizeReader, UNMAPPED_MODEL_WARNING } from '../src/index.js'
 import { expectMarked, expectTruth, expectUnmarked, opsModels, opsSchema, skus, warm } from './fixtures.js'
-import { HOLD_MARKS, type TestDb, testDb } from './helpers.js'
+import { HOLD_MARKS, type TestDb, testDb, warningsWithCode } from './helpers.js'
 import { DIALECTS, describeService, downOf, labelOf } from './services.js'
-
-/** Process warnings with our code, collected while `fn` runs. */
-async function rawWriteWarnings(fn: () => Promise<unknown>): Promise<string[]> {
-  const seen: string[] = []
-  const listener = (w: Error & { code?: string }) => {
-    if (w.code === RAW_WRITE_WARNING) seen.push(w.message)
-  }
-  process.on('warning', listener)
-  try {
-    await fn()
-    await new Promise((r) => setImmediate(r)) // warnings are emitted on the next tick
-    await new Promise((r) => setImmediate(r))
-  } finally {
-    process.off('warning', listener)
-  }
-  return seen
-}
 
 for (const dialect of DIALECTS) {
   describeService(downOf(dialect), `attachSequelize setup on ${labelOf(dialect)}`, () => {
@@ -203,7 +186,7 @@ for (const dialect of DIALECTS) {
         const detach = attachSequelize(sequelize, cache, opsSchema)
         try {
           const [a] = skus(1)
-          const quiet = await rawWriteWarnings(async () => {
+          const quiet = await warningsWithCode(RAW_WRITE_WARNING, async () => {
             const row = await m.Movement.create({ product: a, qty: 1 })
             await row.update({ qty: 2 })
             await m.Movement.update({ qty: 3 }, { where: { product: a } })
@@ -221,7 +204,7 @@ for (const dialect of DIALECTS) {
             await sequelize.query('SELECT * FROM ops_movements')
           })
           expect(quiet).toEqual([])
-          const loud = await rawWriteWarnings(async () => {
+          const loud = await warningsWithCode(RAW_WRITE_WARNING, async () => {
             await sequelize.query(`INSERT INTO ops_movements (sku, qty) VALUES ('${a}', 1)`)
             await sequelize.query(
               `/* why */ UPDATE "ops_movements" SET qty = 2 WHERE sku = '${a}'`.replaceAll(
@@ -250,7 +233,7 @@ for (const dialect of DIALECTS) {
           const cache2 = newCache(opsSchema, t2.sequelize)
           const detach2 = attachSequelize(t2.sequelize, cache2, opsSchema)
           try {
-            const hooksOff = await rawWriteWarnings(async () => {
+            const hooksOff = await warningsWithCode(RAW_WRITE_WARNING, async () => {
               await m2.Movement.update({ qty: 5 }, { where: { product: a }, hooks: false })
               await m2.Movement.bulkCreate([{ product: a, qty: 1 }], { hooks: false })
             })
@@ -273,7 +256,7 @@ for (const dialect of DIALECTS) {
         const [a] = skus(1)
         try {
           expect(Object.hasOwn(sequelize, 'query')).toBe(dialect === 'postgres')
-          const quiet = await rawWriteWarnings(async () => {
+          const quiet = await warningsWithCode(RAW_WRITE_WARNING, async () => {
             await sequelize.query(`INSERT INTO ops_movements (sku, qty) VALUES ('${a}', 1)`)
           })
           expect(quiet).toEqual([])

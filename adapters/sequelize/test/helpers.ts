@@ -127,3 +127,20 @@ export function sequelizeCache(
 export const HOLD_MARKS: Partial<StockCacheOptions> = { debounceMs: 600_000, maxWaitMs: 600_000 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** Process warnings with `code`, collected while `fn` runs. */
+export async function warningsWithCode(code: string, fn: () => Promise<unknown>): Promise<string[]> {
+  const seen: string[] = []
+  const listener = (w: Error & { code?: string }) => {
+    if (w.code === code) seen.push(w.message)
+  }
+  process.on('warning', listener)
+  try {
+    await fn()
+    await new Promise((r) => setImmediate(r)) // warnings are emitted on the next tick
+    await new Promise((r) => setImmediate(r))
+  } finally {
+    process.off('warning', listener)
+  }
+  return seen
+}

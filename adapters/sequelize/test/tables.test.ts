@@ -3,27 +3,10 @@ import { type Cache, ConfigError, createCache } from 'stockcast'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { attachSequelizeTables, type DetachSequelizeTables, TABLES_FAILED_WARNING } from '../src/index.js'
 import { AlsNamespace } from './cls.js'
-import { type TestDb, testDb } from './helpers.js'
+import { type TestDb, testDb, warningsWithCode } from './helpers.js'
 import { DIALECTS, describeService, downOf, labelOf } from './services.js'
 
 type AnyModel = ModelStatic<Model<any, any>>
-
-/** Process warnings with the tables code, collected while `fn` runs. */
-async function tableWarnings(fn: () => Promise<unknown>): Promise<string[]> {
-  const seen: string[] = []
-  const listener = (w: Error & { code?: string }) => {
-    if (w.code === TABLES_FAILED_WARNING) seen.push(w.message)
-  }
-  process.on('warning', listener)
-  try {
-    await fn()
-    await new Promise((r) => setImmediate(r)) // warnings are emitted on the next tick
-    await new Promise((r) => setImmediate(r))
-  } finally {
-    process.off('warning', listener)
-  }
-  return seen
-}
 
 for (const dialect of DIALECTS) {
   describeService(downOf(dialect), `attachSequelizeTables on ${labelOf(dialect)}`, () => {
@@ -353,7 +336,7 @@ for (const dialect of DIALECTS) {
         expect(errors.map((e) => e.message)).toEqual(['store down', 'store down'])
         for (const d of extra.splice(0)) d()
         extra.push(attachSequelizeTables(sequelize, failing))
-        const warnings = await tableWarnings(() => Order.create({ code: code() }))
+        const warnings = await warningsWithCode(TABLES_FAILED_WARNING, () => Order.create({ code: code() }))
         expect(warnings).toHaveLength(1)
         expect(warnings[0]).toContain('orders')
       })
@@ -363,7 +346,7 @@ for (const dialect of DIALECTS) {
         await closed.close()
         await expect(closed.invalidate({ tables: ['orders'] })).rejects.toThrow()
         extra.push(attachSequelizeTables(sequelize, closed))
-        const warnings = await tableWarnings(() => Order.create({ code: code() }))
+        const warnings = await warningsWithCode(TABLES_FAILED_WARNING, () => Order.create({ code: code() }))
         expect(warnings).toEqual([])
         expect(seen).toEqual([['orders']])
       })
