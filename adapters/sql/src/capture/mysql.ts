@@ -9,6 +9,7 @@ import {
   StockcastError,
   type StockSchema,
 } from 'stockcast'
+import { type MysqlTrigger, mysqlTriggersNamed } from '../mysql-triggers.js'
 import { quoteIdent, splitQualified } from '../quote.js'
 import type { SqlDb } from '../types.js'
 import {
@@ -139,14 +140,7 @@ interface Plan {
   tables: TablePlan[]
 }
 
-interface ExistingTrigger {
-  schema: string
-  name: string
-  table: string
-  event: string
-  timing: string
-  statement: string
-}
+type ExistingTrigger = MysqlTrigger
 
 /** A string literal of a validated identifier (no quote or backslash can occur; doubled anyway). */
 const lit = (s: string): string => `'${s.replace(/'/g, "''")}'`
@@ -550,21 +544,8 @@ class MysqlCapture implements SqlChangeCapture {
    * that merely shares the prefix is never dropped as an extra).
    */
   async #prefixedTriggers(): Promise<Array<ExistingTrigger & { ours: boolean }>> {
-    const rows = await this.db.query<{ s: string; n: string; t: string; e: string; tm: string; st: string }>(
-      `SELECT TRIGGER_SCHEMA AS s, TRIGGER_NAME AS n, EVENT_OBJECT_TABLE AS t, EVENT_MANIPULATION AS e,
-              ACTION_TIMING AS tm, ACTION_STATEMENT AS st
-         FROM information_schema.TRIGGERS WHERE TRIGGER_NAME LIKE ? ESCAPE '!'`,
-      [`${this.#o.prefix.replace(/[!%_]/g, '!$&')}!_%`],
-    )
-    return rows.map((r) => ({
-      schema: String(r.s),
-      name: String(r.n),
-      table: String(r.t),
-      event: String(r.e),
-      timing: String(r.tm),
-      statement: String(r.st),
-      ours: String(r.st).includes(this.#bulkVar),
-    }))
+    const triggers = await mysqlTriggersNamed(this.db, `${this.#o.prefix}_`)
+    return triggers.map((t) => ({ ...t, ours: t.statement.includes(this.#bulkVar) }))
   }
 
   async #inspect(

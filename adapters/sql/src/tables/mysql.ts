@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import { mysqlTriggersNamed } from '../mysql-triggers.js'
 import { quoteIdent, splitQualified } from '../quote.js'
 import type { SqlDb } from '../types.js'
 import type { ScanResult, TableChangesVerifyReport, TablesDialect } from './types.js'
@@ -47,23 +48,8 @@ export function mysqlTables(db: SqlDb, prefix: string, tables: readonly string[]
 
   /** Triggers named with our prefix whose body writes our changes table. */
   const ourTriggers = async () => {
-    const rows = await db.query<{ s: string; n: string; t: string; e: string; tm: string; st: string }>(
-      `SELECT TRIGGER_SCHEMA AS s, TRIGGER_NAME AS n, EVENT_OBJECT_TABLE AS t, EVENT_MANIPULATION AS e,
-              ACTION_TIMING AS tm, ACTION_STATEMENT AS st
-         FROM information_schema.TRIGGERS WHERE TRIGGER_NAME LIKE ? ESCAPE '!'`,
-      [`${prefix.replace(/[!%_]/g, '!$&')}!_tc!_%`],
-    )
     const mark = q(changesBase)
-    return rows
-      .map((r) => ({
-        schema: String(r.s),
-        name: String(r.n),
-        table: String(r.t),
-        event: String(r.e),
-        timing: String(r.tm),
-        statement: String(r.st),
-      }))
-      .filter((r) => r.statement.includes(mark))
+    return (await mysqlTriggersNamed(db, `${prefix}_tc_`)).filter((r) => r.statement.includes(mark))
   }
 
   const inspect = async () => {
